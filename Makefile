@@ -1,0 +1,34 @@
+# Two entry points (see README.md): `make pipeline` and `make test`. Both build .venv first.
+PYTHON ?= python3
+# Extra pip arguments for torch. Here the CPU wheel is local; elsewhere on Linux, where PyPI's torch
+# is the CUDA build, use TORCH_PIP_ARGS="--index-url https://download.pytorch.org/whl/cpu".
+TORCH_PIP_ARGS ?=
+VENV := .venv
+STAMP := $(VENV)/.sail-installed
+
+# Nothing is downloaded at run time: models and datasets are local paths given as parameters.
+export HF_HUB_OFFLINE := 1
+export TRANSFORMERS_OFFLINE := 1
+export HF_DATASETS_OFFLINE := 1
+
+.PHONY: .venv pipeline test lab
+
+.venv: $(STAMP)
+
+# torch is installed alone and first, pinned, so pip keeps the CPU build instead of resolving a
+# multi-GB CUDA build for the packages that depend on it. Editing pyproject.toml reinstalls.
+$(STAMP): pyproject.toml
+	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install $(TORCH_PIP_ARGS) torch==2.13.0
+	$(VENV)/bin/pip install -e ".[dev]"
+	$(VENV)/bin/python -m ipykernel install --sys-prefix --name sail --display-name "Python (sail)"
+	touch $@
+
+pipeline: .venv
+	$(VENV)/bin/sail run --profile tiny
+
+test: .venv
+	$(VENV)/bin/python -m pytest
+
+lab: .venv
+	cd notebooks && ../$(VENV)/bin/jupyter lab

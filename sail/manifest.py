@@ -1,0 +1,108 @@
+"""Provenance helpers shared by every stage: atomic writes, file hashes, versions, git state, manifests.
+
+Writes are atomic (temp file in the same folder + os.replace) so a killed job never leaves a
+half-written manifest or shard that a resumed run would trust.
+"""
+
+import hashlib
+import json
+import os
+import platform
+import subprocess
+import tempfile
+from datetime import datetime, timezone
+from importlib import metadata
+from pathlib import Path
+from typing import Any, Iterable
+
+
+def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
+    """Write `text` to `path` so readers see either the old file or the complete new one."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, 0o644)  # mkstemp creates 0600; results are meant to be shared
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def atomic_write_json(path: str | os.PathLike, obj: Any) -> Path:
+    """Atomically write `obj` as indented JSON; paths, dates and other objects are written as strings."""
+    return atomic_write_text(path, json.dumps(obj, indent=2, default=str) + "\n")
+
+
+def sha256_file(path: str | os.PathLike, chunk_size: int = 1 << 20) -> str:
+    """Hex sha256 of a file, read in chunks so checkpoints of any size fit in memory."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(chunk_size):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def package_versions(names: Iterable[str]) -> dict[str, str | None]:
+    """Installed version of each distribution, None where it is not installed."""
+    versions: dict[str, str | None] = {}
+    for name in names:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            versions[name] = None
+    return versions
+
+
+def git_commit(repo_dir: str | os.PathLike) -> dict[str, Any]:
+    """HEAD commit of `repo_dir` and whether the work tree differs from it (untracked files count).
+
+    Outside a git work tree (or before the first commit) the commit is "unknown" and dirty is None.
+    """
+
+    def git(*args: str) -> str:
+        return subprocess.run(
+            ["git", "-C", str(repo_dir), *args], capture_output=True, text=True, check=True
+        ).stdout.strip()
+
+    try:
+        return {"commit": git("rev-parse", "HEAD"), "dirty": bool(git("status", "--porcelain"))}
+    except (OSError, subprocess.CalledProcessError):
+        return {"commit": "unknown", "dirty": None}
+
+
+DEFAULT_PACKAGES = ("torch", "transformers", "accelerate", "deepspeed", "datasets", "papermill", "sail")
+
+
+def environment(repo_dir: str | os.PathLike, packages: Iterable[str] = DEFAULT_PACKAGES) -> dict[str, Any]:
+    """What a result depends on besides its inputs: code version, interpreter, platform, packages."""
+    return {
+        "git": git_commit(repo_dir),
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "packages": package_versions(packages),
+    }
+
+
+def write_manifest(
+    path: str | os.PathLike,
+    repo_dir: str | os.PathLike | None = None,
+    packages: Iterable[str] = DEFAULT_PACKAGES,
+    **fields: Any,
+) -> dict[str, Any]:
+    """Atomically write `fields` plus the environment and a UTC timestamp as JSON; returns what was written.
+
+    `repo_dir` is the git work tree to describe (default: the one holding this package). A field named
+    like an environment entry wins, e.g. `git=` captured before the run wrote its own outputs.
+    """
+    manifest = dict(fields)
+    for key, value in environment(repo_dir or Path(__file__).resolve().parents[1], packages).items():
+        manifest.setdefault(key, value)
+    manifest["written_at"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    atomic_write_json(path, manifest)
+    return manifest

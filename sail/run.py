@@ -1,0 +1,230 @@
+"""`sail run`: execute the numbered notebooks headless with papermill, one profile at a time.
+
+Each notebook runs in a fresh kernel whose working directory is the notebook's folder (as in
+JupyterLab), with parameters merged from `configs/profiles/<profile>.yaml` (its `common` section,
+then the notebook's own section) and `-p NAME VALUE` overrides; `profile` itself is always passed.
+The executed copy goes to `<output-dir>/<profile>/<stem>.ipynb`, and `manifest.json` beside it
+records what ran, with which parameters, code and packages, and how long it took. The first
+failure stops the run with one line naming the notebook, the cell and the error.
+
+The runner does not judge the profile name: an unknown one reaches the notebook, whose
+`check_parameters` cell rejects it with a message that names the valid ones.
+"""
+
+import argparse
+import json
+import logging
+import re
+import sys
+from pathlib import Path
+from typing import Any, Sequence
+
+import nbformat
+import yaml
+
+from sail.manifest import git_commit, write_manifest
+
+REPO = Path(__file__).resolve().parents[1]
+NUMBERED = "[0-9][0-9]_*.ipynb"
+
+
+class UsageError(Exception):
+    """The command line or a profile file asks for something that does not exist."""
+
+
+class _Loader(yaml.SafeLoader):
+    """YAML as papermill reads parameter files (dates stay strings), plus `1e-4` read as a number."""
+
+
+_Loader.yaml_implicit_resolvers = {
+    first: [(tag, rx) for tag, rx in resolvers if tag != "tag:yaml.org,2002:timestamp"]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)[eE][-+]?[0-9]+$"),
+    list("-+.0123456789"),
+)
+
+
+def parse_value(text: str) -> Any:
+    """A `-p` value as YAML (`3` → int, `true` → bool, `1e-4` → float); the empty string stays ""."""
+    return yaml.load(text, Loader=_Loader) if text.strip() else text
+
+
+def find_notebooks(names: Sequence[str], notebooks_dir: Path) -> list[Path]:
+    """Resolve stems ("00_tour"), number prefixes ("00") or paths; no names means every numbered notebook."""
+    numbered = sorted(notebooks_dir.glob(NUMBERED))
+    if not names:
+        if not numbered:
+            raise UsageError(f"no notebooks matching {NUMBERED} in {notebooks_dir}")
+        return numbered
+    found = []
+    for name in names:
+        path = Path(name)
+        if path.suffix == ".ipynb" or len(path.parts) > 1:
+            if not path.is_file():
+                raise UsageError(f"no such notebook: {name}")
+            found.append(path.resolve())
+            continue
+        matches = [nb for nb in numbered if nb.stem == name] or [
+            nb for nb in numbered if nb.stem.startswith(name + "_")
+        ]
+        if len(matches) != 1:
+            known = ", ".join(nb.stem for nb in numbered) or "none"
+            problem = "is ambiguous" if matches else "matches no notebook"
+            raise UsageError(f"{name!r} {problem} in {notebooks_dir} (notebooks: {known})")
+        found.append(matches[0])
+    return found
+
+
+def load_profile(configs_dir: Path, profile: str) -> dict[str, dict[str, Any]]:
+    """`<profile>.yaml` as {section: {parameter: value}}; a profile without a file has no parameters."""
+    path = configs_dir / f"{profile}.yaml"
+    if not path.is_file():
+        return {}
+    sections = yaml.load(path.read_text(), Loader=_Loader) or {}
+    if not isinstance(sections, dict) or not all(isinstance(s, dict) for s in sections.values() if s):
+        raise UsageError(f"{path} must map sections (common, notebook stems) to parameter mappings")
+    return {name: params or {} for name, params in sections.items()}
+
+
+def notebook_parameters(
+    sections: dict[str, dict[str, Any]], stem: str, profile: str, overrides: dict[str, Any]
+) -> dict[str, Any]:
+    """Parameters for one notebook: common → the notebook's section → overrides, and the profile."""
+    return {**sections.get("common", {}), **sections.get(stem, {}), **overrides, "profile": profile}
+
+
+def _shown(path: Path) -> str:
+    """A path as the manifest stores it: relative to the repository when inside it."""
+    path = path.resolve()
+    return str(path.relative_to(REPO)) if path.is_relative_to(REPO) else str(path)
+
+
+def _cell(index: int | None, count: int | None) -> str:
+    return f"cell {index} (In [{count if count is not None else ' '}])"
+
+
+def _executed(output: Path) -> nbformat.NotebookNode | None:
+    """The notebook papermill wrote (also after a failure), or None if it wrote none."""
+    return nbformat.read(output, as_version=4) if output.is_file() else None
+
+
+def _last_started_cell(nb: nbformat.NotebookNode | None) -> str:
+    """Where a run that died without a cell error stopped: the last cell papermill started."""
+    started = [
+        (i, cell.get("execution_count"))
+        for i, cell in enumerate(nb.cells if nb else [])
+        if cell.metadata.get("papermill", {}).get("start_time")
+    ]
+    return _cell(*started[-1]) if started else "before the first cell"
+
+
+def execute(
+    notebook: Path, output: Path, parameters: dict[str, Any], kernel: str, log_output: bool, timeout: int | None
+) -> dict[str, Any]:
+    """Run one notebook with papermill; return its manifest entry (status "ok", or "failed" with the error)."""
+    import papermill  # imported here: it costs seconds, and `sail --help` should not
+    from jupyter_client.kernelspec import NoSuchKernel
+    from nbclient.exceptions import CellTimeoutError, DeadKernelError
+    from papermill.exceptions import PapermillExecutionError
+
+    error = None
+    try:
+        papermill.execute_notebook(
+            str(notebook),
+            str(output),
+            parameters=parameters,
+            kernel_name=kernel,
+            language="python",  # so notebooks saved without kernel metadata still run
+            cwd=str(notebook.parent),
+            log_output=log_output,
+            progress_bar=not log_output,
+            execution_timeout=timeout,
+        )
+    except PapermillExecutionError as e:
+        error = f"{_cell(e.cell_index, e.exec_count)}: {e.ename}: {' '.join(str(e.evalue).split())}"
+    except DeadKernelError:
+        error = f"{_last_started_cell(_executed(output))}: the kernel died (out of memory?)"
+    except CellTimeoutError:
+        error = f"{_last_started_cell(_executed(output))}: still running after {timeout} s (--timeout)"
+    except NoSuchKernel:
+        error = f"no Jupyter kernel named {kernel!r}; `jupyter kernelspec list` shows the installed ones"
+    nb = _executed(output)
+    timing = nb.metadata.get("papermill", {}) if nb else {}
+    return {
+        "input": _shown(notebook),
+        "output": _shown(output),
+        "parameters": parameters,
+        "status": "failed" if error else "ok",
+        "error": error,
+        "duration_s": timing.get("duration"),
+        "start_time": timing.get("start_time"),
+        "end_time": timing.get("end_time"),
+    }
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="sail",
+        usage="%(prog)s run [NOTEBOOK ...] [--profile NAME] [-p NAME VALUE ...] [options]",
+        description="Execute sail's numbered notebooks headless with papermill.",
+    )
+    parser.add_argument("command", choices=["run"], help="run notebooks")
+    parser.add_argument("notebooks", nargs="*", metavar="NOTEBOOK", help="stem, number or path (default: all)")
+    parser.add_argument("--profile", default="tiny", help="parameter profile: tiny, small or full (default: tiny)")
+    parser.add_argument(
+        "-p",
+        "--parameter",
+        nargs=2,
+        action="append",
+        default=[],
+        metavar=("NAME", "VALUE"),
+        help="override one parameter; VALUE is read as YAML (repeatable)",
+    )
+    parser.add_argument("--output-dir", type=Path, default=REPO / "outputs", help="default: outputs/")
+    parser.add_argument("--kernel", default="python3", help="Jupyter kernel name (default: python3)")
+    parser.add_argument("--log-output", action="store_true", help="stream cell outputs to this terminal")
+    parser.add_argument("--timeout", type=int, default=None, metavar="SECONDS", help="limit per cell")
+    parser.add_argument("--notebooks-dir", type=Path, default=REPO / "notebooks", help="default: notebooks/")
+    parser.add_argument("--configs-dir", type=Path, default=REPO / "configs" / "profiles", help="profile files")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the `sail` command; returns the exit code (0 ok, 1 a notebook failed, 2 usage)."""
+    parser = build_parser()
+    args = parser.parse_intermixed_args(argv)
+    logging.basicConfig(level=logging.INFO if args.log_output else logging.WARNING, format="%(message)s")
+    overrides = {name: parse_value(value) for name, value in args.parameter}
+    if "profile" in overrides:
+        parser.error("set the profile with --profile, not -p profile")
+    try:
+        notebooks = find_notebooks(args.notebooks, args.notebooks_dir)
+        sections = load_profile(args.configs_dir, args.profile)
+    except UsageError as e:
+        parser.error(str(e))
+
+    out_dir = args.output_dir / args.profile
+    out_dir.mkdir(parents=True, exist_ok=True)
+    manifest_path = out_dir / "manifest.json"
+    entries = json.loads(manifest_path.read_text()).get("notebooks", {}) if manifest_path.is_file() else {}
+    git = git_commit(REPO)  # before this run writes its outputs, which would make the tree dirty
+    for notebook in notebooks:
+        output = out_dir / f"{notebook.stem}.ipynb"
+        print(f"sail: running {notebook.stem} (profile {args.profile}) -> {output}", flush=True)
+        parameters = notebook_parameters(sections, notebook.stem, args.profile, overrides)
+        entry = execute(notebook, output, parameters, args.kernel, args.log_output, args.timeout)
+        entries[notebook.stem] = {**entry, "commit": git["commit"]}
+        write_manifest(manifest_path, repo_dir=REPO, profile=args.profile, git=git, notebooks=entries)
+        if entry["error"]:
+            print(f"sail: FAILED {notebook.stem}, {entry['error']} (see {output})", file=sys.stderr, flush=True)
+            return 1
+        print(f"sail: {notebook.stem} ok in {entry['duration_s']:.1f} s", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    # `python -m sail.run ...` is the `sail` command; the word `run` may be left out here.
+    sys.exit(main(sys.argv[1:] if sys.argv[1:2] == ["run"] else ["run", *sys.argv[1:]]))

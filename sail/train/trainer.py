@@ -1,0 +1,205 @@
+"""One training loop for every stage, on accelerate (plain, DDP or DeepSpeed ZeRO).
+
+Read it top to bottom: freeze what the stage does not train, build the optimiser and schedule,
+resume from the newest checkpoint if there is one, then step through the data until the stage's
+token or step budget is spent, checkpointing the full state (weights, optimiser, scheduler, RNG,
+data position) so an interrupted run resumes exactly where it stopped.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+import socket
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+from accelerate import Accelerator, DeepSpeedPlugin
+from accelerate.utils import InitProcessGroupKwargs
+from torch import nn
+from tqdm.auto import tqdm
+
+from sail.manifest import atomic_write_json
+from sail.train.stage import Stage, parameter_groups, set_trainable, warmup_cosine
+
+STATE_FILE = "trainer_state.json"
+
+
+@dataclass
+class TrainState:
+    """Where a run is: saved with every checkpoint, so resuming neither repeats nor skips data."""
+
+    step: int = 0
+    epoch: int = 0
+    batch_in_epoch: int = 0
+    tokens: int = 0
+    planned_steps: int = 0
+    history: list[dict] = field(default_factory=list)
+
+
+@dataclass
+class TrainResult:
+    stage: str
+    steps: int
+    tokens: int
+    seconds: float
+    trainable: list[dict]
+    history: list[dict]
+    resumed_from_step: int
+
+
+def make_accelerator(deepspeed_config: str | Path | dict | None = None, *, batch_size: int = 1,
+                     max_grad_norm: float = 1.0, mixed_precision: str = "no") -> Accelerator:
+    """A plain Accelerator, or one driving DeepSpeed from a JSON config (which also runs on CPU)."""
+    if deepspeed_config is None:
+        return Accelerator(mixed_precision=mixed_precision)
+    on_cpu = not torch.cuda.is_available()
+    _single_process_defaults()
+    if on_cpu:
+        os.environ.setdefault("DS_ACCELERATOR", "cpu")
+        import deepspeed.ops
+
+        # Skip a ~60 s g++ build of the shared-memory collective; gloo does the job on one machine.
+        deepspeed.ops.__compatible_ops__["deepspeed_shm_comm"] = False
+    config = deepspeed_config if isinstance(deepspeed_config, dict) else json.loads(Path(deepspeed_config).read_text())
+    world = int(os.environ["WORLD_SIZE"])
+    filled = {"train_micro_batch_size_per_gpu": batch_size, "gradient_accumulation_steps": 1,
+              "gradient_clipping": max_grad_norm, "train_batch_size": batch_size * world}
+    config = {k: (filled.get(k, v) if v == "auto" else v) for k, v in config.items()}
+    handlers = [InitProcessGroupKwargs(backend="gloo")] if on_cpu else []
+    return Accelerator(deepspeed_plugin=DeepSpeedPlugin(hf_ds_config=config), kwargs_handlers=handlers,
+                       mixed_precision=mixed_precision)
+
+
+def _single_process_defaults() -> None:
+    """DeepSpeed wants a process group even for one process; give it a local one."""
+    if "WORLD_SIZE" in os.environ:
+        return
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    os.environ.update(RANK="0", LOCAL_RANK="0", WORLD_SIZE="1", MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+
+
+def format_trainable(rows: list[dict]) -> str:
+    lines = [f"{'module':<32}{'parameters':>14}{'trainable':>14}"]
+    lines += [f"{r['module']:<32}{r['parameters']:>14,}{r['trainable']:>14,}" for r in rows]
+    lines.append(f"{'total':<32}{sum(r['parameters'] for r in rows):>14,}{sum(r['trainable'] for r in rows):>14,}")
+    return "\n".join(lines)
+
+
+def latest_checkpoint(output_dir: str | Path) -> Path | None:
+    checkpoints = sorted(Path(output_dir, "checkpoints").glob("step-???????"))
+    return checkpoints[-1] if checkpoints else None
+
+
+def train(model: nn.Module, stage: Stage, output_dir: str | Path, *, deepspeed_config: str | Path | dict | None = None,
+          checkpoint_every: int | None = None, keep_checkpoints: int = 1, mixed_precision: str = "no",
+          progress: bool = True, log_every: int = 10) -> TrainResult:
+    """Train `model` in place for one stage; checkpoints go to `output_dir/checkpoints/`."""
+    output_dir = Path(output_dir)
+    accelerator = make_accelerator(deepspeed_config, batch_size=stage.batch_size, max_grad_norm=stage.max_grad_norm,
+                                   mixed_precision=mixed_precision)
+    torch.manual_seed(stage.seed)
+    rows = set_trainable(model, stage.trainable)
+    accelerator.print(f"stage {stage.name!r} trains {', '.join(stage.trainable) or 'the whole model'}:\n{format_trainable(rows)}")
+
+    checkpoint = latest_checkpoint(output_dir)
+    state = TrainState(**json.loads((checkpoint / STATE_FILE).read_text())) if checkpoint else TrainState()
+    resumed_from = state.step
+    order = _EpochOrder(len(stage.data), stage.batch_size, stage.seed, accelerator.num_processes, accelerator.process_index)
+    first_batch = None
+    if not state.planned_steps:
+        first_batch = stage.collate([stage.data[i] for i in order.indices(0, 0)])
+        state.planned_steps = _planned_steps(stage, first_batch["num_tokens"] * accelerator.num_processes)
+
+    optimizer = torch.optim.AdamW(parameter_groups(model, stage), weight_decay=stage.weight_decay)
+    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, warmup_cosine(state.planned_steps, stage.warmup_fraction, stage.min_lr_ratio))
+    model, optimizer, schedule = accelerator.prepare(model, optimizer, schedule)
+    if checkpoint:
+        accelerator.load_state(str(checkpoint))
+        accelerator.print(f"resumed from {checkpoint} at step {state.step} ({state.tokens:,} tokens)")
+
+    model.train()
+    uses_deepspeed = accelerator.state.deepspeed_plugin is not None
+    bar = tqdm(total=state.planned_steps, initial=state.step, desc=stage.name, disable=not progress or not accelerator.is_main_process)
+    started = time.perf_counter()
+    while not _spent(stage, state):
+        batch = first_batch if first_batch is not None else stage.collate(
+            [stage.data[i] for i in order.indices(state.epoch, state.batch_in_epoch)])
+        first_batch = None
+        tokens = batch.pop("num_tokens")
+        batch = {k: v.to(accelerator.device) if torch.is_tensor(v) else v for k, v in batch.items()}
+        loss = model(**batch).loss
+        accelerator.backward(loss)
+        if stage.max_grad_norm and not uses_deepspeed:
+            accelerator.clip_grad_norm_(model.parameters(), stage.max_grad_norm)
+        optimizer.step()
+        schedule.step()
+        optimizer.zero_grad()
+
+        state.step += 1
+        state.tokens += int(accelerator.reduce(torch.tensor(tokens, device=accelerator.device), reduction="sum"))
+        state.batch_in_epoch += 1
+        if state.batch_in_epoch == order.batches_per_epoch:
+            state.epoch, state.batch_in_epoch = state.epoch + 1, 0
+        state.history.append({"step": state.step, "loss": float(loss.detach()), "tokens": state.tokens,
+                              "lr": schedule.get_last_lr()[0], "seconds": round(time.perf_counter() - started, 3)})
+        bar.update(1)
+        if state.step % log_every == 0:
+            bar.set_postfix(loss=f"{state.history[-1]['loss']:.3f}")
+        if checkpoint_every and state.step % checkpoint_every == 0:
+            _save_checkpoint(accelerator, output_dir, state, keep_checkpoints)
+    bar.close()
+    _save_checkpoint(accelerator, output_dir, state, keep_checkpoints)
+    return TrainResult(stage=stage.name, steps=state.step, tokens=state.tokens, seconds=time.perf_counter() - started,
+                       trainable=rows, history=state.history, resumed_from_step=resumed_from)
+
+
+class _EpochOrder:
+    """A fresh seeded permutation per epoch; each process takes its slice of every global batch."""
+
+    def __init__(self, size: int, batch_size: int, seed: int, processes: int, rank: int):
+        self.size, self.batch_size, self.seed, self.processes, self.rank = size, batch_size, seed, processes, rank
+        self.batches_per_epoch = max(1, size // (batch_size * processes))
+
+    def indices(self, epoch: int, batch: int) -> list[int]:
+        order = torch.randperm(self.size, generator=torch.Generator().manual_seed(self.seed * 100_003 + epoch))
+        global_batch = self.batch_size * self.processes
+        if self.size < global_batch:  # fewer rows than one global batch: cycle through them
+            order = order.repeat(math.ceil(global_batch / self.size))
+        chosen = order[batch * global_batch : (batch + 1) * global_batch]
+        return chosen[self.rank * self.batch_size : (self.rank + 1) * self.batch_size].tolist()
+
+
+def _planned_steps(stage: Stage, tokens_per_step: int) -> int:
+    """The schedule's length: the step budget, or the token budget at the first batch's token rate."""
+    by_tokens = math.ceil(stage.token_budget / max(1, tokens_per_step)) if stage.token_budget else None
+    return min(s for s in (stage.max_steps, by_tokens) if s is not None)
+
+
+def _spent(stage: Stage, state: TrainState) -> bool:
+    return ((stage.max_steps is not None and state.step >= stage.max_steps)
+            or (stage.token_budget is not None and state.tokens >= stage.token_budget))
+
+
+def _save_checkpoint(accelerator: Accelerator, output_dir: Path, state: TrainState, keep: int) -> None:
+    """Write into a temporary folder and rename it, so a crash never leaves a half checkpoint."""
+    final = output_dir / "checkpoints" / f"step-{state.step:07d}"
+    if final.exists():
+        return
+    partial = final.with_name(final.name + ".partial")
+    if accelerator.is_main_process and partial.exists():
+        shutil.rmtree(partial)
+    accelerator.wait_for_everyone()
+    accelerator.save_state(str(partial), safe_serialization=True)
+    if accelerator.is_main_process:
+        atomic_write_json(partial / STATE_FILE, asdict(state))
+        partial.rename(final)
+        for old in sorted(final.parent.glob("step-???????"))[:-keep]:
+            shutil.rmtree(old)
+    accelerator.wait_for_everyone()

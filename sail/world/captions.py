@@ -1,0 +1,186 @@
+"""Caption sources of known quality, each a function of (record, rng).
+
+- `alt_text`: short, noisy web alt-text: drops objects, swaps colours, adds junk.
+- `weak_caption`: shape names with counts only (no colours, sizes, cells, relations, text).
+- `teacher_caption`: detailed and correct, the stand-in for a strong captioner.
+
+Teacher captions keep one item per clause and describe items in reading order (top left, top
+right, bottom left, bottom right); variety comes from templates, size synonyms (large/big,
+small/little), cell-phrase variants ("top"/"upper", "bottom"/"lower", "corner", "cell") and
+sentence openers, never from reordering.  An object's noun phrase is always "a <size> <colour>
+<shape>".  Texts are in double quotes; card facts are written "label: value".  Every template
+here is parsed exactly by `sail.world.score.parse_caption`.
+"""
+
+import random
+from collections import Counter
+
+from sail.world.vocab import CELLS, COLOURS, NUMBER_WORDS
+
+SIZE_SYNONYMS = {"small": ("small", "little"), "large": ("large", "big")}
+ROW_WORDS = {"top": ("top", "upper"), "bottom": ("bottom", "lower")}
+CELL_TEMPLATES = ("in the {row} {col}", "at the {row} {col}", "in the {row} {col} corner",
+                  "in the {row}-{col} cell")
+
+OPENERS = ("Here is a simple scene.", "The picture is split into four cells.",
+           "This image holds {n} {items}.", "A plain light background with a few things on it.")
+OBJECT_TEMPLATES = ("{cell} there is {np}", "{np} sits {cell}", "{cell} we see {np}",
+                    "{np} is placed {cell}", "there is {np} {cell}", "{cell} you can spot {np}",
+                    "{np} appears {cell}")
+TEXT_TEMPLATES = ('{cell} the {kind} "{text}" is written', 'the {kind} "{text}" appears {cell}',
+                  '{cell} there is the {kind} "{text}"', '"{text}" is printed {cell}')
+LINKS = ("Next, ", "Then ", "After that, ")
+LEFT_OF_TEMPLATES = ("{a} is to the left of {b}", "{a} is left of {b}",
+                     "{b} is to the right of {a}", "{b} sits right of {a}")
+ABOVE_TEMPLATES = ("{a} is above {b}", "{a} sits over {b}", "{b} is below {a}",
+                   "{b} lies under {a}", "{b} is beneath {a}")
+RELATION_OPENERS = ("", "Also ", "Note that ")
+COUNT_TEMPLATES = ("There are {n} {shapes} in total.", "In all there are {n} {shapes}.",
+                   "The image holds {n} {shapes} altogether.", "{N} {shapes} appear in the picture.")
+
+CARD_OPENERS = ('This is a card titled "{title}".', 'A white card with the title "{title}".',
+                'The card is headed "{title}".', 'The title reads "{title}".')
+TABLE_TEMPLATES = ("It holds a small table with {n} rows: {facts}.", "Below the title a table lists {facts}.",
+                   "The table reads {facts}.", "A table gives {facts}.")
+CHART_TEMPLATES = ("It shows a bar chart with {n} bars: {facts}.", "A bar chart gives {facts}.",
+                   "The bars read {facts}.", "Below the title a bar chart shows {facts}.")
+
+ALT_TEMPLATES = ("photo of {x}", "{x} clipart", "stock image {x}", "{x} icon", "{x} vector illustration",
+                 "cute {x} drawing", "{x}")
+ALT_CARD_TEMPLATES = ("{title} {kind}", "{kind} of {title}", "{title} {kind} template", "{kind} infographic")
+JUNK = ("free download", "hd wallpaper", "png", "royalty free", "transparent background", "4k",
+        "high quality", "best ideas")
+WEAK_TEMPLATES = ("{x}", "a picture of {x}", "an image with {x}", "{x} on a plain background",
+                  "{x} in a picture")
+
+
+def _capitalise(text: str) -> str:
+    return text[:1].upper() + text[1:]
+
+
+def _join(parts: list[str], rng: random.Random) -> str:
+    if len(parts) == 1:
+        return parts[0]
+    if rng.random() < 0.3:
+        return "; ".join(parts)
+    return ", ".join(parts[:-1]) + " and " + parts[-1]
+
+
+def _number(n: int) -> str:
+    return NUMBER_WORDS[n] if n < len(NUMBER_WORDS) else str(n)
+
+
+def _card_facts(card: dict) -> list[tuple[str, int]]:
+    if "table" in card:
+        return [(label, value) for label, value in card["table"]]
+    return list(zip(card["chart"]["labels"], card["chart"]["values"]))
+
+
+# --- alt-text ---------------------------------------------------------------------------
+
+def alt_text(record: dict, rng: random.Random) -> str:
+    """Noisy web-style alt-text: half the objects, 30% wrong colours, no layout, junk words."""
+    if record["kind"] == "card":
+        kind = "table" if "table" in record["card"] else "chart"
+        text = rng.choice(ALT_CARD_TEMPLATES).format(title=record["card"]["title"].lower(), kind=kind)
+    else:
+        kept = [o for o in record["objects"] if rng.random() < 0.5] or [rng.choice(record["objects"])]
+        rng.shuffle(kept)
+        names = []
+        for obj in kept:
+            colour = obj["colour"]
+            if rng.random() < 0.3:
+                colour = rng.choice([c for c in COLOURS if c != colour])
+            names.append(f"{colour} {obj['shape']}")
+        text = rng.choice(ALT_TEMPLATES).format(x=rng.choice((", ", " and ")).join(names))
+        if record["texts"] and rng.random() < 0.5:
+            text += f' with text "{rng.choice(record["texts"])["text"]}"'
+    if rng.random() < 0.5:
+        text += " " + rng.choice(JUNK)
+    return text
+
+
+# --- weak captions ----------------------------------------------------------------------
+
+def weak_caption(record: dict, rng: random.Random) -> str:
+    """Shapes with their counts only, like a weak open captioner ("two circles and a star")."""
+    if record["kind"] == "card":
+        options = ("a table", "a document with a table") if "table" in record["card"] else (
+            "a chart", "a bar chart", "a graph with bars")
+        return rng.choice(options)
+    counts = Counter(o["shape"] for o in record["objects"])  # insertion order = reading order
+    parts = [f"a {shape}" if n == 1 else f"{_number(n)} {shape}s" for shape, n in counts.items()]
+    listing = parts[0] if len(parts) == 1 else ", ".join(parts[:-1]) + " and " + parts[-1]
+    return rng.choice(WEAK_TEMPLATES).format(x=listing)
+
+
+# --- teacher captions -------------------------------------------------------------------
+
+def _cell_phrase(cell: str, rng: random.Random) -> str:
+    row, col = cell.split()
+    return rng.choice(CELL_TEMPLATES).format(row=rng.choice(ROW_WORDS[row]), col=col)
+
+
+def _object_clause(obj: dict, rng: random.Random) -> str:
+    np = f"a {rng.choice(SIZE_SYNONYMS[obj['size']])} {obj['colour']} {obj['shape']}"
+    return rng.choice(OBJECT_TEMPLATES).format(np=np, cell=_cell_phrase(obj["cell"], rng))
+
+
+def _text_clause(text: dict, rng: random.Random) -> str:
+    kind = rng.choice(("number", "text") if text["text"].isdigit() else ("word", "text"))
+    return rng.choice(TEXT_TEMPLATES).format(kind=kind, text=text["text"], cell=_cell_phrase(text["cell"], rng))
+
+
+def _item_sentences(record: dict, rng: random.Random) -> list[str]:
+    items = [(o["cell"], _object_clause, o) for o in record["objects"]]
+    items += [(t["cell"], _text_clause, t) for t in record["texts"]]
+    clauses = [describe(item, rng) for _, describe, item in sorted(items, key=lambda i: CELLS.index(i[0]))]
+    sentences = []
+    index = 0
+    while index < len(clauses):
+        clause = clauses[index]
+        if index + 1 < len(clauses) and rng.random() < 0.25:
+            clause += " and " + clauses[index + 1]
+            index += 1
+        if sentences and rng.random() < 0.3:
+            clause = rng.choice(LINKS) + clause
+        sentences.append(_capitalise(clause) + ".")
+        index += 1
+    return sentences
+
+
+def _relation_sentence(record: dict, relation: dict, rng: random.Random) -> str:
+    subject, other = record["objects"][relation["subject"]], record["objects"][relation["object"]]
+    templates = LEFT_OF_TEMPLATES if relation["relation"] == "left of" else ABOVE_TEMPLATES
+    clause = rng.choice(templates).format(a=f"the {subject['colour']} {subject['shape']}",
+                                          b=f"the {other['colour']} {other['shape']}")
+    opener = rng.choice(RELATION_OPENERS)
+    return _capitalise(opener + clause) + "."
+
+
+def _teacher_card(card: dict, rng: random.Random) -> str:
+    facts = [f"{label}: {value}" for label, value in _card_facts(card)]
+    body = rng.choice(TABLE_TEMPLATES if "table" in card else CHART_TEMPLATES)
+    return " ".join((rng.choice(CARD_OPENERS).format(title=card["title"]),
+                     body.format(n=_number(len(facts)), facts=_join(facts, rng))))
+
+
+def teacher_caption(record: dict, rng: random.Random) -> str:
+    """Detailed, correct caption: every item with its cell, up to two relations, repeated-shape counts."""
+    if record["kind"] == "card":
+        return _teacher_card(record["card"], rng)
+    sentences = []
+    if rng.random() < 0.4:
+        n = len(record["objects"]) + len(record["texts"])
+        sentences.append(rng.choice(OPENERS).format(n=_number(n), items="item" if n == 1 else "items"))
+    sentences += _item_sentences(record, rng)
+    relations = rng.sample(record["relations"], min(2, len(record["relations"])))
+    sentences += [_relation_sentence(record, relation, rng) for relation in relations]
+    for shape, n in record["counts"]["shapes"].items():
+        if n > 1:
+            template = rng.choice(COUNT_TEMPLATES)
+            sentences.append(template.format(n=_number(n), N=_capitalise(_number(n)), shapes=shape + "s"))
+    return " ".join(sentences)
+
+
+CAPTION_SOURCES = {"alt_text": alt_text, "weak": weak_caption, "teacher": teacher_caption}

@@ -1,0 +1,169 @@
+"""The `sail` runner, end to end on small notebooks written here, and its manifest helpers.
+
+Each papermill execution costs ~10 s (kernel start + imports), so the four executions are shared
+out carefully: success, a failing notebook after a good one, an unknown profile.
+"""
+
+import hashlib
+import json
+import sys
+from pathlib import Path
+
+import nbformat
+import pytest
+import yaml
+
+from sail.manifest import atomic_write_json, atomic_write_text, git_commit, package_versions, sha256_file, write_manifest
+from sail.run import UsageError, find_notebooks, load_profile, main, notebook_parameters, parse_value
+
+
+def write_notebook(path: Path, parameters: str, *cells: str) -> None:
+    nb = nbformat.v4.new_notebook()
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    first = nbformat.v4.new_code_cell(parameters)
+    first.metadata["tags"] = ["parameters"]
+    nb.cells = [first, *map(nbformat.v4.new_code_cell, cells)]
+    nbformat.write(nb, path)
+
+
+@pytest.fixture
+def project(tmp_path: Path) -> dict[str, Path]:
+    notebooks, configs, outputs = tmp_path / "notebooks", tmp_path / "configs", tmp_path / "outputs"
+    notebooks.mkdir()
+    configs.mkdir()
+    write_notebook(
+        notebooks / "00_ok.ipynb",
+        'profile = "tiny"\nsteps = 1\nname = "default"',
+        "from sail.params import check_parameters, positive_int\n"
+        "p = check_parameters(profile, steps=(steps, positive_int))",
+        'import os, sys\nprint(f"{name}:{p.steps}:{sys.executable}:{os.getcwd()}")',
+    )
+    write_notebook(notebooks / "01_fail.ipynb", 'profile = "tiny"', 'raise ValueError("boom")')
+    write_notebook(notebooks / "02_never.ipynb", 'profile = "tiny"', "print('ran')")
+    (configs / "tiny.yaml").write_text(
+        yaml.safe_dump({"common": {"name": "from-common", "steps": 2}, "00_ok": {"steps": 3}})
+    )
+    return {"notebooks": notebooks, "configs": configs, "outputs": outputs}
+
+
+def sail(project: dict[str, Path], *args: str) -> int:
+    dirs = ["--notebooks-dir", project["notebooks"], "--configs-dir", project["configs"]]
+    return main(["run", *args, *map(str, dirs), "--output-dir", str(project["outputs"])])
+
+
+def failure_lines(capsys) -> list[str]:
+    return [line for line in capsys.readouterr().err.splitlines() if line.startswith("sail: FAILED")]
+
+
+@pytest.mark.notebook
+def test_success_writes_notebook_and_manifest(project, capsys):
+    manifest_path = project["outputs"] / "tiny" / "manifest.json"
+    atomic_write_json(manifest_path, {"profile": "tiny", "notebooks": {"99_old": {"status": "ok"}}})
+
+    assert sail(project, "00", "--profile", "tiny", "-p", "steps", "5") == 0
+
+    executed = nbformat.read(project["outputs"] / "tiny" / "00_ok.ipynb", as_version=4)
+    printed = executed.cells[-1].outputs[0].text.strip()
+    assert printed == f"from-common:5:{sys.executable}:{project['notebooks']}"  # this interpreter, notebook cwd
+
+    manifest = json.loads(manifest_path.read_text())
+    entry = manifest["notebooks"]["00_ok"]
+    assert entry["parameters"] == {"name": "from-common", "steps": 5, "profile": "tiny"}
+    assert entry["status"] == "ok" and entry["error"] is None
+    assert entry["duration_s"] > 0 and entry["start_time"] < entry["end_time"]
+    assert entry["output"] == str(project["outputs"] / "tiny" / "00_ok.ipynb")
+    assert manifest["notebooks"]["99_old"] == {"status": "ok"}  # other notebooks' entries survive
+    assert manifest["profile"] == "tiny" and set(manifest["git"]) == {"commit", "dirty"}
+    versions = manifest["packages"]
+    assert set(versions) == {"torch", "transformers", "accelerate", "deepspeed", "datasets", "papermill", "sail"}
+    assert versions["torch"] and versions["papermill"] and versions["sail"] == "0.1.0"
+    assert manifest["python"] == ".".join(map(str, sys.version_info[:3]))
+
+
+@pytest.mark.notebook
+def test_failure_stops_the_run_and_names_notebook_cell_and_error(project, capsys):
+    assert sail(project) == 1
+
+    # cells after injection: parameters (In [1]), injected-parameters (In [2]), the raise (In [3])
+    assert failure_lines(capsys) == [
+        f"sail: FAILED 01_fail, cell 2 (In [3]): ValueError: boom (see {project['outputs'] / 'tiny' / '01_fail.ipynb'})"
+    ]
+    assert not (project["outputs"] / "tiny" / "02_never.ipynb").exists()
+    notebooks = json.loads((project["outputs"] / "tiny" / "manifest.json").read_text())["notebooks"]
+    assert notebooks["00_ok"]["status"] == "ok"
+    assert notebooks["01_fail"]["status"] == "failed"
+    assert notebooks["01_fail"]["error"] == "cell 2 (In [3]): ValueError: boom"
+    assert notebooks["01_fail"]["duration_s"] > 0
+    assert "02_never" not in notebooks
+
+
+@pytest.mark.notebook
+def test_unknown_profile_is_rejected_by_the_notebook(project, capsys):
+    assert sail(project, "00_ok", "--profile", "huge") == 1
+
+    [line] = failure_lines(capsys)
+    assert "FAILED 00_ok, cell 2 (In [3]): ParameterError: bad notebook parameters: " in line
+    assert "profile='huge' (expected one of tiny, small, full)" in line
+    entry = json.loads((project["outputs"] / "huge" / "manifest.json").read_text())["notebooks"]["00_ok"]
+    assert entry["parameters"] == {"profile": "huge"} and entry["status"] == "failed"
+
+
+def test_find_notebooks(project):
+    nbdir = project["notebooks"]
+    assert [nb.stem for nb in find_notebooks([], nbdir)] == ["00_ok", "01_fail", "02_never"]
+    assert find_notebooks(["01"], nbdir) == [nbdir / "01_fail.ipynb"]
+    assert find_notebooks(["02_never", "00"], nbdir) == [nbdir / "02_never.ipynb", nbdir / "00_ok.ipynb"]
+    assert find_notebooks([str(nbdir / "00_ok.ipynb")], nbdir) == [nbdir / "00_ok.ipynb"]
+    for bad in (["07"], ["0"], ["missing.ipynb"]):
+        with pytest.raises(UsageError):
+            find_notebooks(bad, nbdir)
+    with pytest.raises(UsageError, match="no notebooks"):
+        find_notebooks([], nbdir / "..")
+
+
+def test_bad_command_lines_exit_with_usage_errors(project, capsys):
+    for args in (["07"], ["-p", "profile", "full"]):
+        with pytest.raises(SystemExit) as exit_:
+            sail(project, *args)
+        assert exit_.value.code == 2
+    assert "--profile" in capsys.readouterr().err
+
+
+def test_parse_value():
+    assert [parse_value(v) for v in ["3", "true", "1e-4", "0.5", "", "/path/x", "2026-01-01", "[1, 2]", "null"]] == [
+        3, True, 1e-4, 0.5, "", "/path/x", "2026-01-01", [1, 2], None,
+    ]  # fmt: skip
+
+
+def test_profiles_merge_common_then_notebook_then_overrides(tmp_path):
+    (tmp_path / "p.yaml").write_text("common:\n  a: 1\n  b: 1\n'00_x':\n  b: 2\n  lr: 1e-4\n'01_y':\n")
+    sections = load_profile(tmp_path, "p")
+    assert notebook_parameters(sections, "00_x", "p", {"a": 9}) == {"a": 9, "b": 2, "lr": 1e-4, "profile": "p"}
+    assert notebook_parameters(sections, "01_y", "p", {}) == {"a": 1, "b": 1, "profile": "p"}
+    assert load_profile(tmp_path, "absent") == {}
+    (tmp_path / "bad.yaml").write_text("- a list\n")
+    with pytest.raises(UsageError):
+        load_profile(tmp_path, "bad")
+
+
+def test_repository_profiles_are_readable():
+    configs = Path(__file__).resolve().parents[1] / "configs" / "profiles"
+    for profile in ("tiny", "small", "full"):
+        assert isinstance(load_profile(configs, profile).get("common", {}), dict)
+
+
+def test_manifest_helpers(tmp_path):
+    path = atomic_write_text(tmp_path / "deep" / "a.txt", "hello")
+    assert path.read_text() == "hello" and sha256_file(path) == hashlib.sha256(b"hello").hexdigest()
+    assert list(path.parent.iterdir()) == [path]  # no temp file left behind
+    assert package_versions(["pytest", "no-such-package-xyz"]) == {"pytest": pytest.__version__, "no-such-package-xyz": None}
+    assert git_commit(tmp_path) == {"commit": "unknown", "dirty": None}
+
+    written = write_manifest(tmp_path / "m.json", repo_dir=tmp_path, packages=["pytest"], profile="tiny", out=tmp_path)
+    assert json.loads((tmp_path / "m.json").read_text()) == {**written, "out": str(tmp_path)}
+    assert written["packages"] == {"pytest": pytest.__version__} and written["git"]["commit"] == "unknown"
+    assert list(written)[0] == "profile" and "written_at" in written
+    assert write_manifest(tmp_path / "m.json", repo_dir=tmp_path, git={"commit": "abc", "dirty": False})["git"] == {
+        "commit": "abc",
+        "dirty": False,
+    }
