@@ -1,7 +1,7 @@
 """Validation of notebook parameters, for the cell right after each notebook's `parameters` cell.
 
 Papermill injects whatever it is given, typos and wrong types included, and a bad value usually
-surfaces an hour later as an obscure error deep in training. Checking every parameter up front and
+surfaces much later as an obscure error deep in training. Checking every parameter up front and
 naming all bad ones in one message makes a batch run fail in its first second instead:
 
     p = check_parameters(profile, lm_steps=(lm_steps, positive_int), engine=(engine, one_of("hf", "lmdeploy")))
@@ -50,6 +50,7 @@ positive_float = Rule("a positive number", lambda v: _real(v) and v > 0)
 fraction = Rule("a number between 0 and 1", lambda v: _real(v) and 0 <= v <= 1)
 existing_path = Rule("an existing path", _path)
 path_or_empty = Rule('an existing path, or "" for none', lambda v: v in ("", None) or _path(v))
+string = Rule("a string", lambda v: isinstance(v, str))
 
 
 def one_of(*choices: object) -> Rule:

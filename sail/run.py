@@ -213,13 +213,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     git = git_commit(REPO)  # before this run writes its outputs, which would make the tree dirty
     for notebook in notebooks:
         output = out_dir / f"{notebook.stem}.ipynb"
-        print(f"sail: running {notebook.stem} (profile {args.profile}) -> {output}", flush=True)
+        print(f"sail: running {notebook.stem} (profile {args.profile}) -> {_shown(output)}", flush=True)
         parameters = notebook_parameters(sections, notebook.stem, args.profile, overrides)
         entry = execute(notebook, output, parameters, args.kernel, args.log_output, args.timeout)
         entries[notebook.stem] = {**entry, "commit": git["commit"]}
         write_manifest(manifest_path, repo_dir=REPO, profile=args.profile, git=git, notebooks=entries)
         if entry["error"]:
-            print(f"sail: FAILED {notebook.stem}, {entry['error']} (see {output})", file=sys.stderr, flush=True)
+            failure = f"sail: FAILED {notebook.stem}, {entry['error']} (see {entry['output']})"
+            print(failure, file=sys.stderr, flush=True)
             return 1
         print(f"sail: {notebook.stem} ok in {entry['duration_s']:.1f} s", flush=True)
     return 0

@@ -73,8 +73,9 @@ def test_path_rules(tmp_path):
 
 
 def test_missing_path_message_shows_the_path():
-    with pytest.raises(ParameterError, match=r"vision_checkpoint='/path/to/InternViT-300M-448px' \(expected an existing path"):
-        check_parameters("small", vision_checkpoint=("/path/to/InternViT-300M-448px", path_or_empty))
+    placeholder = "/path/to/InternViT-300M-448px"
+    with pytest.raises(ParameterError, match=rf"vision_checkpoint='{placeholder}' \(expected an existing path"):
+        check_parameters("small", vision_checkpoint=(placeholder, path_or_empty))
 
 
 def test_relative_paths_are_checked_from_the_working_directory(tmp_path, monkeypatch):

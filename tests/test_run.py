@@ -13,7 +13,14 @@ import nbformat
 import pytest
 import yaml
 
-from sail.manifest import atomic_write_json, atomic_write_text, git_commit, package_versions, sha256_file, write_manifest
+from sail.manifest import (
+    atomic_write_json,
+    atomic_write_text,
+    git_commit,
+    package_versions,
+    sha256_file,
+    write_manifest,
+)
 from sail.run import UsageError, find_notebooks, load_profile, main, notebook_parameters, parse_value
 
 
@@ -130,9 +137,8 @@ def test_bad_command_lines_exit_with_usage_errors(project, capsys):
 
 
 def test_parse_value():
-    assert [parse_value(v) for v in ["3", "true", "1e-4", "0.5", "", "/path/x", "2026-01-01", "[1, 2]", "null"]] == [
-        3, True, 1e-4, 0.5, "", "/path/x", "2026-01-01", [1, 2], None,
-    ]  # fmt: skip
+    texts = ["3", "true", "1e-4", "0.5", "", "/path/x", "2026-01-01", "[1, 2]", "null"]
+    assert [parse_value(t) for t in texts] == [3, True, 1e-4, 0.5, "", "/path/x", "2026-01-01", [1, 2], None]
 
 
 def test_profiles_merge_common_then_notebook_then_overrides(tmp_path):
@@ -156,14 +162,13 @@ def test_manifest_helpers(tmp_path):
     path = atomic_write_text(tmp_path / "deep" / "a.txt", "hello")
     assert path.read_text() == "hello" and sha256_file(path) == hashlib.sha256(b"hello").hexdigest()
     assert list(path.parent.iterdir()) == [path]  # no temp file left behind
-    assert package_versions(["pytest", "no-such-package-xyz"]) == {"pytest": pytest.__version__, "no-such-package-xyz": None}
+    versions = package_versions(["pytest", "no-such-package-xyz"])
+    assert versions == {"pytest": pytest.__version__, "no-such-package-xyz": None}
     assert git_commit(tmp_path) == {"commit": "unknown", "dirty": None}
 
-    written = write_manifest(tmp_path / "m.json", repo_dir=tmp_path, packages=["pytest"], profile="tiny", out=tmp_path)
+    written = write_manifest(tmp_path / "m.json", tmp_path, ["pytest"], profile="tiny", out=tmp_path)
     assert json.loads((tmp_path / "m.json").read_text()) == {**written, "out": str(tmp_path)}
     assert written["packages"] == {"pytest": pytest.__version__} and written["git"]["commit"] == "unknown"
     assert list(written)[0] == "profile" and "written_at" in written
-    assert write_manifest(tmp_path / "m.json", repo_dir=tmp_path, git={"commit": "abc", "dirty": False})["git"] == {
-        "commit": "abc",
-        "dirty": False,
-    }
+    given = {"commit": "abc", "dirty": False}  # e.g. captured before the run wrote anything
+    assert write_manifest(tmp_path / "m.json", repo_dir=tmp_path, git=given)["git"] == given

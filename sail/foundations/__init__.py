@@ -26,13 +26,13 @@ class FoundationBudget:
     """How much pretraining each foundation gets (steps of `batch_size` sequences/images)."""
 
     language_steps: int = 400
-    vision_steps: int = 150
+    vision_steps: int = 450
     batch_size: int = 32
     language_records: int = 12_000
     vision_records: int = 6_000
     read_context_fraction: float = 0.75
     language_lr: float = 3e-3
-    vision_lr: float = 1e-3
+    vision_lr: float = 3e-3
     heldout_records: int = 256
 
 

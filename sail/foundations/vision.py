@@ -28,7 +28,7 @@ class ProbeOutput:
 
 
 class CellAttributeProbe(nn.Module):
-    """The vision encoder plus linear heads over the mean patch token of each 2x2-grid cell."""
+    """The vision encoder plus linear heads on its patch tokens."""
 
     def __init__(self, encoder: InternVLVisionModel):
         super().__init__()
@@ -36,17 +36,20 @@ class CellAttributeProbe(nn.Module):
         hidden = encoder.config.hidden_size
         self.heads = nn.ModuleDict({name: nn.Linear(hidden, classes) for name, classes in HEADS.items()})
 
-    def cell_features(self, pixel_values: torch.Tensor) -> torch.Tensor:
-        tokens = self.encoder(pixel_values=pixel_values).last_hidden_state[:, 1:]  # drop CLS
-        side = int(tokens.shape[1] ** 0.5)
-        grid = tokens.reshape(tokens.shape[0], 2, side // 2, 2, side // 2, -1)  # rows, cols of cells
-        return grid.mean(dim=(2, 4)).flatten(1, 2)  # (batch, 4 cells in reading order, hidden)
-
     def forward(self, pixel_values: torch.Tensor, **targets: torch.Tensor) -> ProbeOutput:
-        features = self.cell_features(pixel_values)
-        logits = {name: head(features) for name, head in self.heads.items()}
+        """Each cell's attributes from the mean of the patch tokens over that cell."""
+        tokens = self.encoder(pixel_values=pixel_values).last_hidden_state[:, 1:]  # drop CLS
+        cell_of_patch = patch_cells(int(tokens.shape[1] ** 0.5)).to(tokens.device)
+        cells = torch.stack([tokens[:, cell_of_patch == c].mean(1) for c in range(4)], dim=1)
+        logits = {name: head(cells) for name, head in self.heads.items()}
         loss = sum(nn.functional.cross_entropy(logits[n].flatten(0, 1), targets[n].flatten()) for n in HEADS)
         return ProbeOutput(loss=loss, logits=logits)
+
+
+def patch_cells(side: int) -> torch.Tensor:
+    """The 2x2-grid cell (reading order) of each patch in a side x side patch grid."""
+    rows, cols = torch.meshgrid(torch.arange(side), torch.arange(side), indexing="ij")
+    return ((rows >= side // 2) * 2 + (cols >= side // 2)).flatten()
 
 
 def build_vision_probe(geometry: Geometry) -> CellAttributeProbe:

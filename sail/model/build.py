@@ -45,6 +45,7 @@ class Geometry:
     max_positions: int
     tie_word_embeddings: bool
     norm_type: str = "layer_norm"
+    layer_scale_init: float = 0.1  # InternViT's; a from-scratch tiny ViT learns faster at 1.0
 
     @property
     def image_seq_length(self) -> int:
@@ -59,7 +60,8 @@ GEOMETRIES: dict[str, Geometry] = {
     # ~2M parameters: 96 px tiles, 8x8 patches -> 16 image tokens per tile.
     "tiny": Geometry(tile_size=96, patch_size=12, vision_hidden=128, vision_layers=4, vision_heads=4,
                      vision_intermediate=256, text_hidden=128, text_layers=4, text_heads=4, text_kv_heads=2,
-                     text_intermediate=384, vocab_size=1024, max_positions=512, tie_word_embeddings=True),
+                     text_intermediate=384, vocab_size=1024, max_positions=512, tie_word_embeddings=True,
+                     layer_scale_init=1.0),
     # InternViT-300M-448px + Qwen2.5-0.5B.
     "small": Geometry(tile_size=448, patch_size=14, vision_hidden=1024, vision_layers=24, vision_heads=16,
                       vision_intermediate=4096, text_hidden=896, text_layers=24, text_heads=14, text_kv_heads=2,
@@ -81,6 +83,7 @@ def vision_config(geometry: Geometry) -> InternVLVisionConfig:
         patch_size=geometry.patch_size,
         norm_type=geometry.norm_type,
         use_mean_pooling=False,
+        layer_scale_init_value=geometry.layer_scale_init,
     )
 
 

@@ -50,6 +50,7 @@ class TrainResult:
     trainable: list[dict]
     history: list[dict]
     resumed_from_step: int
+    backend: str
 
 
 def make_accelerator(deepspeed_config: str | Path | dict | None = None, *, batch_size: int = 1,
@@ -157,7 +158,8 @@ def train(model: nn.Module, stage: Stage, output_dir: str | Path, *, deepspeed_c
     bar.close()
     _save_checkpoint(accelerator, output_dir, state, keep_checkpoints)
     return TrainResult(stage=stage.name, steps=state.step, tokens=state.tokens, seconds=time.perf_counter() - started,
-                       trainable=rows, history=state.history, resumed_from_step=resumed_from)
+                       trainable=rows, history=state.history, resumed_from_step=resumed_from,
+                       backend=f"{accelerator.distributed_type.value} on {accelerator.device}")
 
 
 class _EpochOrder:

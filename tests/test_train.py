@@ -1,0 +1,113 @@
+"""The trainer: what it freezes, its budgets, exact resume, and DeepSpeed ZeRO-2 on CPU."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+import torch
+
+from sail.caption import caption_collate, caption_examples
+from sail.foundations.language import build_language_model, lm_collate, lm_examples
+from sail.model import build_vlm
+from sail.train import Stage, train
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def lm_stage(tokenizer, records, **overrides) -> Stage:
+    settings = dict(name="lm", data=lm_examples(records, tokenizer, read_context_fraction=0.75, seed=0),
+                    collate=lm_collate(tokenizer), trainable=("",), lr=3e-3, batch_size=8, max_steps=6, seed=0)
+    return Stage(**{**settings, **overrides})
+
+
+def test_projector_only_stage_leaves_vision_and_language_untouched(tmp_path, tokenizer, geometry, processor, records):
+    model = build_vlm(geometry, tokenizer)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    stage = Stage(name="align", data=caption_examples(records[:16]), collate=caption_collate(processor),
+                  trainable=("model.multi_modal_projector",), lr=1e-3, batch_size=4, max_steps=2)
+    result = train(model, stage, tmp_path, progress=False)
+    changed = {k for k, v in model.state_dict().items() if not torch.equal(v, before[k])}
+    assert changed and all(k.startswith("model.multi_modal_projector") for k in changed)
+    rows = {r["module"]: r for r in result.trainable}
+    assert rows["model.multi_modal_projector"]["trainable"] == rows["model.multi_modal_projector"]["parameters"] > 0
+    assert rows["model.vision_tower"]["trainable"] == rows["model.language_model"]["trainable"] == 0
+
+
+def test_token_budget_stops_the_stage(tmp_path, tokenizer, geometry, records):
+    model = build_language_model(geometry, tokenizer)
+    stage = lm_stage(tokenizer, records, max_steps=None, token_budget=2000)
+    result = train(model, stage, tmp_path, progress=False)
+    assert result.tokens >= 2000 and result.history[-2]["tokens"] < 2000
+
+
+def test_stage_refuses_meaningless_settings(tokenizer, records):
+    with pytest.raises(ValueError, match="token_budget or max_steps"):
+        lm_stage(tokenizer, records, max_steps=None)
+    with pytest.raises(ValueError, match="trains nothing"):
+        lm_stage(tokenizer, records, trainable=())
+
+
+class Interrupt(RuntimeError):
+    pass
+
+
+def test_interrupted_run_resumes_exactly(tmp_path, tokenizer, geometry, records):
+    torch.manual_seed(0)
+    straight = build_language_model(geometry, tokenizer)
+    resumed = build_language_model(geometry, tokenizer)
+    resumed.load_state_dict(straight.state_dict())
+
+    full = train(straight, lm_stage(tokenizer, records), tmp_path / "straight", checkpoint_every=3, progress=False)
+
+    stage = lm_stage(tokenizer, records)
+    calls = {"n": 0}
+
+    def failing_collate(rows):
+        calls["n"] += 1
+        if calls["n"] == 5:  # the 5th batch: after the step-3 checkpoint and one more step
+            raise Interrupt("power cut")
+        return stage.collate(rows)
+
+    with pytest.raises(Interrupt):
+        train(resumed, Stage(**{**stage.__dict__, "collate": failing_collate}), tmp_path / "resumed",
+              checkpoint_every=3, progress=False)
+    again = build_language_model(geometry, tokenizer)  # a fresh process would start from scratch weights
+    second = train(again, stage, tmp_path / "resumed", checkpoint_every=3, progress=False)
+
+    assert second.resumed_from_step == 3
+    assert [h["loss"] for h in second.history] == [h["loss"] for h in full.history]
+    assert second.tokens == full.tokens
+    for (name, a), b in zip(straight.state_dict().items(), again.state_dict().values()):
+        assert torch.equal(a, b), name
+
+
+def test_deepspeed_zero2_trains_on_cpu(tmp_path):
+    script = textwrap.dedent(f"""
+        import torch
+        from sail.foundations.language import world_text
+        from sail.caption import caption_collate, caption_examples
+        from sail.model import GEOMETRIES, build_vlm, make_processor, train_world_tokenizer
+        from sail.train import Stage, train
+        from sail.world import sample_records
+        records = sample_records("train", 32)
+        tokenizer = train_world_tokenizer(world_text(records, 0), 400)
+        geometry = GEOMETRIES["tiny"]
+        model = build_vlm(geometry, tokenizer)
+        processor = make_processor(tokenizer, geometry.tile_size, geometry.image_seq_length)
+        before = model.model.multi_modal_projector.linear_1.weight.clone()
+        stage = Stage(name="zero2", data=caption_examples(records), collate=caption_collate(processor),
+                      trainable=("",), lr=1e-3, batch_size=4, max_steps=3)
+        result = train(model, stage, {str(tmp_path)!r}, deepspeed_config={str(ROOT / "configs/deepspeed/zero2.json")!r},
+                       progress=False)
+        moved = not torch.equal(before, model.model.multi_modal_projector.linear_1.weight)
+        print("RESULT", result.backend, result.steps, moved, all(torch.isfinite(torch.tensor(h["loss"])) for h in result.history))
+    """)
+    run = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=600, cwd=ROOT)
+    assert run.returncode == 0, run.stderr[-3000:]
+    line = run.stdout.split("RESULT")[-1].split()
+    assert line[:3] == ["DEEPSPEED", "on", "cpu"] and line[3:] == ["3", "True", "True"]
+    assert (tmp_path / "checkpoints" / "step-0000003").is_dir()
