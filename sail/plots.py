@@ -31,7 +31,7 @@ def loss_curves(curves: Mapping[str, Sequence[float]], *, smooth: int = 10):
     """Training loss per step (rolling mean over `smooth` steps), one panel per run."""
     frame = pd.concat([pd.DataFrame({"run": name, "step": range(1, len(losses) + 1),
                                      "loss": pd.Series(losses).rolling(smooth, min_periods=1).mean()})
-                       for name, losses in curves.items()])
+                       for name, losses in curves.items() if len(losses)])
     grid = sns.relplot(frame, x="step", y="loss", col="run", kind="line", height=2.8, aspect=1.3,
                        facet_kws={"sharey": False, "sharex": False})
     grid.set_titles("{col_name}")

@@ -19,7 +19,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def lm_stage(tokenizer, records, **overrides) -> Stage:
-    settings = dict(name="lm", data=lm_examples(records, tokenizer, read_context_fraction=0.75, seed=0),
+    settings = dict(name="lm", data=lm_examples(records, tokenizer, seed=0),
                     collate=lm_collate(tokenizer), trainable=("",), lr=3e-3, batch_size=8, max_steps=6, seed=0)
     return Stage(**{**settings, **overrides})
 

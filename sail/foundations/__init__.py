@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from transformers import AutoTokenizer, PreTrainedTokenizerBase
 
-from sail.foundations.language import (build_language_model, language_report, lm_collate,
+from sail.foundations.language import (build_language_model, copy_drills, language_report, lm_collate,
                                        lm_examples, world_text)
 from sail.foundations.vision import build_vision_probe, probe_collate, vision_report
 from sail.manifest import atomic_write_json
@@ -25,12 +25,12 @@ REPORT = "foundations.json"
 class FoundationBudget:
     """How much pretraining each foundation gets (steps of `batch_size` sequences/images)."""
 
-    language_steps: int = 400
+    language_drill_steps: int = 100
+    language_steps: int = 300
     vision_steps: int = 450
     batch_size: int = 32
     language_records: int = 12_000
     vision_records: int = 6_000
-    read_context_fraction: float = 0.75
     language_lr: float = 3e-3
     vision_lr: float = 3e-3
     heldout_records: int = 256
@@ -62,6 +62,9 @@ def build_foundations(directory: str | Path, geometry: Geometry, budget: Foundat
     directory = Path(directory)
     existing = load_foundations(directory)
     if existing is not None:
+        if existing.report["budget"] != asdict(budget) or existing.report["seed"] != seed:
+            raise ValueError(f"the foundations in {directory} were built with {existing.report['budget']} (seed "
+                             f"{existing.report['seed']}); delete that folder or choose another to build with {asdict(budget)}")
         return existing
     train_records = sample_records("train", max(budget.language_records, budget.vision_records), seed=seed)
     heldout = sample_records("validation", budget.heldout_records, seed=seed)
@@ -72,10 +75,16 @@ def build_foundations(directory: str | Path, geometry: Geometry, budget: Foundat
     tokenizer = AutoTokenizer.from_pretrained(directory / "tokenizer")
 
     language = build_language_model(geometry, tokenizer)
+    drill_history = []
+    if budget.language_drill_steps:
+        drill_stage = Stage(
+            name="foundation-language-drill",
+            data=copy_drills(tokenizer, budget.language_drill_steps * budget.batch_size, seed),
+            collate=lm_collate(tokenizer), trainable=("",), lr=budget.language_lr, batch_size=budget.batch_size,
+            max_steps=budget.language_drill_steps, seed=seed)
+        drill_history = train(language, drill_stage, directory / "runs" / "language-drill", progress=progress).history
     language_stage = Stage(
-        name="foundation-language",
-        data=lm_examples(train_records[: budget.language_records], tokenizer,
-                         read_context_fraction=budget.read_context_fraction, seed=seed),
+        name="foundation-language", data=lm_examples(train_records[: budget.language_records], tokenizer, seed=seed),
         collate=lm_collate(tokenizer), trainable=("",), lr=budget.language_lr, batch_size=budget.batch_size,
         max_steps=budget.language_steps, seed=seed)
     language_run = train(language, language_stage, directory / "runs" / "language", progress=progress)
@@ -90,15 +99,18 @@ def build_foundations(directory: str | Path, geometry: Geometry, budget: Foundat
 
     report = {
         "seed": seed,
-        "budget": budget.__dict__,
+        "budget": asdict(budget),
         "vocab_size": len(tokenizer),
-        "language": {"steps": language_run.steps, "tokens": language_run.tokens, "seconds": round(language_run.seconds, 1),
+        "language": {"drill_steps": len(drill_history), "steps": language_run.steps,
+                     "tokens": (drill_history[-1]["tokens"] if drill_history else 0) + language_run.tokens,
+                     "seconds": round((drill_history[-1]["seconds"] if drill_history else 0) + language_run.seconds, 1),
                      "final_train_loss": language_run.history[-1]["loss"],
                      **language_report(language, tokenizer, heldout, seed=seed)},
         "vision": {"steps": vision_run.steps, "tokens": vision_run.tokens, "seconds": round(vision_run.seconds, 1),
                    "final_train_loss": vision_run.history[-1]["loss"], **vision_report(probe, geometry, heldout)},
         "seconds": round(time.perf_counter() - started, 1),
-        "loss_curves": {"language": [h["loss"] for h in language_run.history],
+        "loss_curves": {"language (copy drill)": [h["loss"] for h in drill_history],
+                        "language": [h["loss"] for h in language_run.history],
                         "vision": [h["loss"] for h in vision_run.history]},
     }
     atomic_write_json(directory / REPORT, report)

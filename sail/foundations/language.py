@@ -1,11 +1,12 @@
 """The tiny language foundation: a Qwen2 LM pretrained on world text.
 
 A real Qwen2.5 reads whatever context precedes a question; a 1M-parameter LM learns that only if
-its pretraining asks for it. So most pretraining sequences are "context -> text": the image slot
-of the chat layout holds the scene's attribute words (`<img>top left big red circle ; ...</img>`)
-and the answer is the teacher caption. Later, the projector only has to map image features onto
-something the LM already reads. The rest are plain captions of every source, so the LM also knows
-the world's language unconditioned.
+its pretraining asks for it. So most pretraining sequences put the scene's attribute words in the
+image slot of the chat layout (`<img>top left large red circle ; top right empty ; ...</img>`)
+and ask for a caption, a cell's content or a copy of the context; the rest are plain captions of
+every source. Before that, a short drill of copying random world words grows the attention
+circuits that reading a context needs. Later, the projector only has to map image features onto
+something the LM already reads.
 """
 
 from __future__ import annotations
@@ -20,27 +21,53 @@ from sail.caption import CAPTION_PROMPT
 from sail.model import Geometry, conversation, text_config
 from sail.model.chat import encode_texts
 from sail.model.tokenizer import IMAGE_CONTEXT, IMAGE_END, IMAGE_START, TURN_END, TURN_START
-from sail.world import CAPTION_SOURCES, teacher_caption
+from sail.world import CAPTION_SOURCES, CELLS, COLOURS, SHAPES, SIZES, score_captions, teacher_caption
 
 
-
-def context_words(record: dict, rng: random.Random) -> str:
-    """What an image shows, as words, in shuffled item order (the LM must bind by content, not order)."""
-    groups = [f"{o['cell']} {o['size']} {o['colour']} {o['shape']}" for o in record["objects"]]
-    groups += [f"{t['cell']} text {t['text']}" for t in record["texts"]]
+def context_words(record: dict) -> str:
+    """What an image shows, as words, one group per cell in reading order (empty cells included),
+    so each cell has a fixed place in the context, as it has among the image tokens."""
     card = record.get("card")
     if card:
-        groups.append(f"title {card['title']}")
         facts = card.get("table") or list(zip(card["chart"]["labels"], card["chart"]["values"]))
-        groups += [f"{label} {value}" for label, value in facts]
-    rng.shuffle(groups)
-    return " ; ".join(groups)
+        return " ; ".join([f"title {card['title']}"] + [f"{label} {value}" for label, value in facts])
+    items = {o["cell"]: f"{o['size']} {o['colour']} {o['shape']}" for o in record["objects"]}
+    items |= {t["cell"]: f"text {t['text']}" for t in record["texts"]}
+    return " ; ".join(f"{cell} {items.get(cell, 'empty')}" for cell in CELLS)
 
 
-def read_context_text(tokenizer: PreTrainedTokenizerBase, record: dict, caption: str, rng: random.Random) -> str:
-    """The chat layout with the image slot filled by context words instead of image tokens."""
-    text = tokenizer.apply_chat_template(conversation(CAPTION_PROMPT, caption), tokenize=False)
-    return text.replace(IMAGE_CONTEXT, f"{IMAGE_START}{context_words(record, rng)}{IMAGE_END}", 1)
+def context_chat(tokenizer: PreTrainedTokenizerBase, context: str, prompt: str, answer: str) -> str:
+    """A single-turn chat whose image slot holds `context` words."""
+    return with_context(tokenizer, conversation(prompt, answer), context)
+
+
+def read_context_text(tokenizer: PreTrainedTokenizerBase, record: dict, caption: str) -> str:
+    return context_chat(tokenizer, context_words(record), CAPTION_PROMPT, caption)
+
+
+def with_context(tokenizer: PreTrainedTokenizerBase, messages: list[dict], context: str) -> str:
+    """A rendered conversation whose image slot holds `context` words instead of image tokens."""
+    text = tokenizer.apply_chat_template(messages, tokenize=False)
+    return text.replace(IMAGE_CONTEXT, f"{IMAGE_START}{context}{IMAGE_END}", 1)
+
+
+LIST_PROMPT = "List what you see."
+
+
+def cell_answer(record: dict, cell: str) -> str:
+    return next((f"a {o['size']} {o['colour']} {o['shape']}" for o in record["objects"] if o["cell"] == cell),
+                next((f'the text "{t["text"]}"' for t in record["texts"] if t["cell"] == cell), "nothing"))
+
+
+def lookup_text(tokenizer: PreTrainedTokenizerBase, record: dict, rng: random.Random) -> tuple[str, list[str]]:
+    """A "read the context" drill: what is in each cell, asked in random order over four turns.
+    Every answer is a few words copied from the context: a dense signal for learning to read it."""
+    cells = rng.sample(CELLS, len(CELLS))
+    answers = [cell_answer(record, cell) for cell in cells]
+    messages = conversation(f"What is at the {cells[0]}?", answers[0])
+    for cell, answer in zip(cells[1:], answers[1:]):
+        messages += [{"role": "user", "content": f"And at the {cell}?"}, {"role": "assistant", "content": answer}]
+    return with_context(tokenizer, messages, context_words(record)), answers
 
 
 def plain_text(caption: str) -> str:
@@ -48,29 +75,57 @@ def plain_text(caption: str) -> str:
     return f"{TURN_START}assistant\n{caption}{TURN_END}\n"
 
 
-def lm_examples(records: Sequence[dict], tokenizer: PreTrainedTokenizerBase, *, read_context_fraction: float,
-                seed: int) -> list[tuple[str, str]]:
-    """(sequence, answer) pairs: the answer is where the loss goes."""
+def copy_text(tokenizer: PreTrainedTokenizerBase, record: dict) -> tuple[str, list[str]]:
+    """The simplest world drill: repeat the context words."""
+    answer = context_words(record)
+    return context_chat(tokenizer, answer, LIST_PROMPT, answer), [answer]
+
+
+def copy_drills(tokenizer: PreTrainedTokenizerBase, n: int, seed: int) -> list[tuple[str, list[str]]]:
+    """Repeat a random string of world words. Nothing but copying lowers this loss, so a few
+    dozen steps of it grow the attention circuits (induction heads) that reading a context needs;
+    on world text alone a 1M-parameter LM takes many hundred steps to find them."""
+    rng = random.Random(seed)
+    words = [*COLOURS, *SHAPES, *SIZES, "top", "bottom", "left", "right", "text", "empty", ";"]
+    examples = []
+    for _ in range(n):
+        answer = " ".join(rng.choice(words) for _ in range(rng.randint(3, 12)))
+        examples.append((context_chat(tokenizer, answer, LIST_PROMPT, answer), [answer]))
+    return examples
+
+
+# What the LM pretrains on, as shares of its sequences.
+MIXTURE = {"caption_with_context": 0.55, "cell_lookup": 0.15, "context_copy": 0.10, "plain_caption": 0.20}
+
+
+def lm_examples(records: Sequence[dict], tokenizer: PreTrainedTokenizerBase, *, seed: int,
+                mixture: dict[str, float] = MIXTURE) -> list[tuple[str, list[str]]]:
+    """(sequence, answers) pairs, one per record, drawn by `mixture`; the loss goes on the answers."""
     rng = random.Random(seed)
     sources = list(CAPTION_SOURCES.values())
+    kinds = rng.choices(list(mixture), weights=list(mixture.values()), k=len(records))
     examples = []
-    for record in records:
-        if rng.random() < read_context_fraction:
+    for record, kind in zip(records, kinds):
+        if kind == "caption_with_context":
             caption = teacher_caption(record, rng)
-            examples.append((read_context_text(tokenizer, record, caption, rng), caption))
+            examples.append((read_context_text(tokenizer, record, caption), [caption]))
+        elif kind == "cell_lookup":
+            examples.append(lookup_text(tokenizer, record, rng))
+        elif kind == "context_copy":
+            examples.append(copy_text(tokenizer, record))
         else:
             caption = rng.choice(sources)(record, rng)
-            examples.append((plain_text(caption), caption))
+            examples.append((plain_text(caption), [caption]))
     return examples
 
 
 def world_text(records: Sequence[dict], seed: int) -> list[str]:
     """Text to train the tokenizer on: every caption source, the prompts and the context words."""
     rng = random.Random(seed)
-    texts = [f"user assistant {CAPTION_PROMPT}"]
+    texts = [f"user assistant {CAPTION_PROMPT} {LIST_PROMPT}"]
     for record in records:
         texts += [source(record, rng) for source in CAPTION_SOURCES.values()]
-        texts.append(context_words(record, rng))
+        texts.append(context_words(record))
     return texts
 
 
@@ -79,8 +134,8 @@ def build_language_model(geometry: Geometry, tokenizer: PreTrainedTokenizerBase)
 
 
 def lm_collate(tokenizer: PreTrainedTokenizerBase):
-    def collate(rows: list[tuple[str, str]]) -> dict:
-        return encode_texts(tokenizer, [text for text, _ in rows], [[answer] for _, answer in rows])
+    def collate(rows: list[tuple[str, list[str]]]) -> dict:
+        return encode_texts(tokenizer, [text for text, _ in rows], [answers for _, answers in rows])
 
     return collate
 
@@ -92,9 +147,9 @@ def language_report(model: Qwen2ForCausalLM, tokenizer: PreTrainedTokenizerBase,
     caption source without it (plain)."""
     rng = random.Random(seed)
     captions = [teacher_caption(r, rng) for r in records]
-    suites = {"conditional_teacher": [(read_context_text(tokenizer, r, c, rng), c) for r, c in zip(records, captions)]}
+    suites = {"conditional_teacher": [(read_context_text(tokenizer, r, c), [c]) for r, c in zip(records, captions)]}
     for name, source in CAPTION_SOURCES.items():
-        suites[f"plain_{name}"] = [(plain_text(c), c) for c in
+        suites[f"plain_{name}"] = [(plain_text(c), [c]) for c in
                                    (captions if name == "teacher" else [source(r, rng) for r in records])]
     collate = lm_collate(tokenizer)
     model.eval()
@@ -108,4 +163,21 @@ def language_report(model: Qwen2ForCausalLM, tokenizer: PreTrainedTokenizerBase,
             total += float(model(**batch).loss) * n
             count += n
         report[f"{name}_loss"] = total / count
+    report["context_caption_pair_f1"] = context_caption_score(model, tokenizer, records[:128])["pair_f1"]
     return report
+
+
+@torch.no_grad()
+def context_caption_score(model: Qwen2ForCausalLM, tokenizer: PreTrainedTokenizerBase,
+                          records: Sequence[dict]) -> dict[str, float]:
+    """Greedy captions written from the context words alone, scored against the records: how well
+    the LM reads its context (an LM that ignores it scores near zero)."""
+    prompts = []
+    for record in records:
+        text = read_context_text(tokenizer, record, "")
+        prompts.append(text[: text.rindex(f"{TURN_START}assistant\n") + len(f"{TURN_START}assistant\n")])
+    batch = tokenizer(prompts, padding=True, padding_side="left", add_special_tokens=False, return_tensors="pt")
+    output = model.generate(**batch, max_new_tokens=128, do_sample=False, eos_token_id=tokenizer.eos_token_id,
+                            pad_token_id=tokenizer.pad_token_id)
+    captions = tokenizer.batch_decode(output[:, batch["input_ids"].shape[1]:], skip_special_tokens=True)
+    return score_captions([c.strip() for c in captions], list(records))

@@ -19,10 +19,10 @@ from sail.world.vocab import CELLS, COLOURS, NUMBER_WORDS
 
 SIZE_SYNONYMS = {"small": ("small", "little"), "large": ("large", "big")}
 ROW_WORDS = {"top": ("top", "upper"), "bottom": ("bottom", "lower")}
-CELL_TEMPLATES = ("in the {row} {col}", "at the {row} {col}", "in the {row} {col} corner",
+CELL_TEMPLATES = ("at the {row} {col}", "in the {row} {col}", "in the {row} {col} corner",
                   "in the {row}-{col} cell")
 
-OPENERS = ("Here is a simple scene.", "The picture is split into four cells.",
+OPENERS = ("", "Here is a simple scene.", "The picture is split into four cells.",
            "This image holds {n} {items}.", "A plain light background with a few things on it.")
 OBJECT_TEMPLATES = ("{cell} there is {np}", "{np} sits {cell}", "{cell} we see {np}",
                     "{np} is placed {cell}", "there is {np} {cell}", "{cell} you can spot {np}",
@@ -52,6 +52,16 @@ JUNK = ("free download", "hd wallpaper", "png", "royalty free", "transparent bac
         "high quality", "best ideas")
 WEAK_TEMPLATES = ("{x}", "a picture of {x}", "an image with {x}", "{x} on a plain background",
                   "{x} in a picture")
+
+
+# How often the teacher leaves its house style (the first option of every template list) for a
+# random alternative. A real teacher (GPT-4o) has a house style too; a fully uniform choice among
+# templates makes the tiny models spend their few minutes learning phrasing instead of content.
+TEACHER_VARIETY = 0.25
+
+
+def _pick(options: tuple[str, ...], rng: random.Random, variety: float) -> str:
+    return rng.choice(options) if rng.random() < variety else options[0]
 
 
 def _capitalise(text: str) -> str:
@@ -116,69 +126,72 @@ def weak_caption(record: dict, rng: random.Random) -> str:
 
 # --- teacher captions -------------------------------------------------------------------
 
-def _cell_phrase(cell: str, rng: random.Random) -> str:
+def _cell_phrase(cell: str, rng: random.Random, variety: float) -> str:
     row, col = cell.split()
-    return rng.choice(CELL_TEMPLATES).format(row=rng.choice(ROW_WORDS[row]), col=col)
+    return _pick(CELL_TEMPLATES, rng, variety).format(row=_pick(ROW_WORDS[row], rng, variety), col=col)
 
 
-def _object_clause(obj: dict, rng: random.Random) -> str:
-    np = f"a {rng.choice(SIZE_SYNONYMS[obj['size']])} {obj['colour']} {obj['shape']}"
-    return rng.choice(OBJECT_TEMPLATES).format(np=np, cell=_cell_phrase(obj["cell"], rng))
+def _object_clause(obj: dict, rng: random.Random, variety: float) -> str:
+    np = f"a {_pick(SIZE_SYNONYMS[obj['size']], rng, variety)} {obj['colour']} {obj['shape']}"
+    return _pick(OBJECT_TEMPLATES, rng, variety).format(np=np, cell=_cell_phrase(obj["cell"], rng, variety))
 
 
-def _text_clause(text: dict, rng: random.Random) -> str:
-    kind = rng.choice(("number", "text") if text["text"].isdigit() else ("word", "text"))
-    return rng.choice(TEXT_TEMPLATES).format(kind=kind, text=text["text"], cell=_cell_phrase(text["cell"], rng))
+def _text_clause(text: dict, rng: random.Random, variety: float) -> str:
+    kind = _pick(("number", "text") if text["text"].isdigit() else ("word", "text"), rng, variety)
+    return _pick(TEXT_TEMPLATES, rng, variety).format(kind=kind, text=text["text"],
+                                                      cell=_cell_phrase(text["cell"], rng, variety))
 
 
-def _item_sentences(record: dict, rng: random.Random) -> list[str]:
+def _item_sentences(record: dict, rng: random.Random, variety: float) -> list[str]:
     items = [(o["cell"], _object_clause, o) for o in record["objects"]]
     items += [(t["cell"], _text_clause, t) for t in record["texts"]]
-    clauses = [describe(item, rng) for _, describe, item in sorted(items, key=lambda i: CELLS.index(i[0]))]
+    clauses = [describe(item, rng, variety) for _, describe, item in sorted(items, key=lambda i: CELLS.index(i[0]))]
     sentences = []
     index = 0
     while index < len(clauses):
         clause = clauses[index]
-        if index + 1 < len(clauses) and rng.random() < 0.25:
+        if index + 1 < len(clauses) and rng.random() < variety * 0.5:
             clause += " and " + clauses[index + 1]
             index += 1
-        if sentences and rng.random() < 0.3:
+        if sentences and rng.random() < variety * 0.5:
             clause = rng.choice(LINKS) + clause
         sentences.append(_capitalise(clause) + ".")
         index += 1
     return sentences
 
 
-def _relation_sentence(record: dict, relation: dict, rng: random.Random) -> str:
+def _relation_sentence(record: dict, relation: dict, rng: random.Random, variety: float) -> str:
     subject, other = record["objects"][relation["subject"]], record["objects"][relation["object"]]
     templates = LEFT_OF_TEMPLATES if relation["relation"] == "left of" else ABOVE_TEMPLATES
-    clause = rng.choice(templates).format(a=f"the {subject['colour']} {subject['shape']}",
-                                          b=f"the {other['colour']} {other['shape']}")
-    opener = rng.choice(RELATION_OPENERS)
-    return _capitalise(opener + clause) + "."
+    clause = _pick(templates, rng, variety).format(a=f"the {subject['colour']} {subject['shape']}",
+                                                   b=f"the {other['colour']} {other['shape']}")
+    return _capitalise(_pick(RELATION_OPENERS, rng, variety) + clause) + "."
 
 
-def _teacher_card(card: dict, rng: random.Random) -> str:
+def _teacher_card(card: dict, rng: random.Random, variety: float) -> str:
     facts = [f"{label}: {value}" for label, value in _card_facts(card)]
-    body = rng.choice(TABLE_TEMPLATES if "table" in card else CHART_TEMPLATES)
-    return " ".join((rng.choice(CARD_OPENERS).format(title=card["title"]),
+    body = _pick(TABLE_TEMPLATES if "table" in card else CHART_TEMPLATES, rng, variety)
+    return " ".join((_pick(CARD_OPENERS, rng, variety).format(title=card["title"]),
                      body.format(n=_number(len(facts)), facts=_join(facts, rng))))
 
 
-def teacher_caption(record: dict, rng: random.Random) -> str:
-    """Detailed, correct caption: every item with its cell, up to two relations, repeated-shape counts."""
+def teacher_caption(record: dict, rng: random.Random, variety: float = TEACHER_VARIETY) -> str:
+    """Detailed, correct caption: every item with its cell, up to two relations, repeated-shape counts.
+
+    `variety` is the chance of each phrasing choice leaving the house style (0: one fixed style,
+    1: uniform over all templates).
+    """
     if record["kind"] == "card":
-        return _teacher_card(record["card"], rng)
-    sentences = []
-    if rng.random() < 0.4:
-        n = len(record["objects"]) + len(record["texts"])
-        sentences.append(rng.choice(OPENERS).format(n=_number(n), items="item" if n == 1 else "items"))
-    sentences += _item_sentences(record, rng)
-    relations = rng.sample(record["relations"], min(2, len(record["relations"])))
-    sentences += [_relation_sentence(record, relation, rng) for relation in relations]
+        return _teacher_card(record["card"], rng, variety)
+    n = len(record["objects"]) + len(record["texts"])
+    opener = _pick(OPENERS, rng, variety).format(n=_number(n), items="item" if n == 1 else "items")
+    sentences = [opener] if opener else []
+    sentences += _item_sentences(record, rng, variety)
+    chosen = rng.sample(record["relations"], len(record["relations"])) if rng.random() < variety else record["relations"]
+    sentences += [_relation_sentence(record, relation, rng, variety) for relation in chosen[:2]]
     for shape, n in record["counts"]["shapes"].items():
         if n > 1:
-            template = rng.choice(COUNT_TEMPLATES)
+            template = _pick(COUNT_TEMPLATES, rng, variety)
             sentences.append(template.format(n=_number(n), N=_capitalise(_number(n)), shapes=shape + "s"))
     return " ".join(sentences)
 

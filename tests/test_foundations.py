@@ -1,0 +1,84 @@
+"""Tiny foundations: the LM corpus, the ViT probe, and building, saving and reusing both."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+import torch
+from transformers import AutoModelForCausalLM, InternVLVisionModel
+
+from sail.foundations import FoundationBudget, build_foundations, load_foundations
+from sail.foundations.language import context_words, copy_drills, lm_examples, lookup_text
+from sail.foundations.vision import build_vision_probe, patch_cells, probe_collate
+from sail.model import IGNORE_INDEX
+from sail.world import CELLS, sample_records
+
+TINY_BUDGET = FoundationBudget(language_drill_steps=3, language_steps=4, vision_steps=3, batch_size=8,
+                               language_records=64, vision_records=64, heldout_records=16)
+
+
+def test_context_gives_every_cell_a_fixed_place(records):
+    for record in records:
+        groups = context_words(record).split(" ; ")
+        if record["kind"] == "scene":
+            assert [next(c for c in CELLS if g.startswith(c)) for g in groups] == list(CELLS)
+
+
+def test_lookup_asks_every_cell_and_answers_what_the_record_holds(tokenizer, records):
+    import re
+
+    rng = random.Random(0)
+    for record in records[:20]:
+        text, answers = lookup_text(tokenizer, record, rng)
+        cells = re.findall(r"at the (top left|top right|bottom left|bottom right)\?", text)
+        assert sorted(cells) == sorted(CELLS)
+        for cell, answer in zip(cells, answers):
+            objects = [o for o in record["objects"] if o["cell"] == cell]
+            texts = [t["text"] for t in record["texts"] if t["cell"] == cell]
+            expected = (f"a {objects[0]['size']} {objects[0]['colour']} {objects[0]['shape']}" if objects
+                        else f'the text "{texts[0]}"' if texts else "nothing")
+            assert answer == expected
+
+
+def test_lm_examples_put_the_loss_on_the_answer_only(tokenizer, records):
+    from sail.foundations.language import lm_collate
+
+    examples = lm_examples(records[:16], tokenizer, seed=0) + copy_drills(tokenizer, 4, seed=0)
+    batch = lm_collate(tokenizer)(examples)
+    for row, (_, answers) in enumerate(examples):
+        kept = [t for t in batch["labels"][row].tolist() if t != IGNORE_INDEX]
+        assert tokenizer.decode(kept) == "".join(answer + tokenizer.eos_token for answer in answers)
+
+
+def test_probe_pools_each_cell_from_its_own_patches():
+    cells = patch_cells(8).reshape(8, 8)
+    assert cells[0, 0] == 0 and cells[0, 7] == 1 and cells[7, 0] == 2 and cells[7, 7] == 3
+    assert torch.bincount(cells.flatten()).tolist() == [16, 16, 16, 16]
+
+
+def test_probe_learns_from_a_batch(geometry, records):
+    probe = build_vision_probe(geometry)
+    batch = probe_collate(geometry)(records[:8])
+    assert batch["num_tokens"] == 8 * 64
+    batch.pop("num_tokens")
+    out = probe(**batch)
+    out.loss.backward()
+    assert out.logits["shape"].shape == (8, 4, 7) and probe.encoder.embeddings.patch_embeddings.projection.weight.grad is not None
+
+
+def test_foundations_are_built_saved_in_hf_layout_and_reused(tmp_path, geometry):
+    built = build_foundations(tmp_path, geometry, TINY_BUDGET, progress=False)
+    report = built.report
+    assert report["language"]["drill_steps"] == 3 and report["language"]["steps"] == 4
+    assert set(report["language"]) >= {"conditional_teacher_loss", "plain_teacher_loss", "context_caption_pair_f1"}
+    assert set(report["vision"]) >= {"shape_accuracy", "colour_accuracy", "size_accuracy", "is_text_accuracy"}
+    assert AutoModelForCausalLM.from_pretrained(built.language_dir).config.model_type == "qwen2"
+    assert InternVLVisionModel.from_pretrained(built.vision_dir).config.image_size[0] == geometry.tile_size
+
+    again = build_foundations(tmp_path, geometry, TINY_BUDGET, progress=False)
+    assert again.report == report == load_foundations(tmp_path).report
+    with pytest.raises(ValueError, match="were built with"):
+        build_foundations(tmp_path, geometry, FoundationBudget(language_steps=5), progress=False)
+
+

@@ -1,0 +1,42 @@
+"""Every notebook executed headless through `sail run`, on the tiny profile with small budgets."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+pytestmark = pytest.mark.notebook
+
+
+def sail_run(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "sail.run", "run", *args], cwd=ROOT, capture_output=True, text=True,
+                          timeout=1800)
+
+
+def test_tour_runs_end_to_end(tmp_path):
+    artifacts = tmp_path / "artifacts"
+    run = sail_run("00_tour", "--profile", "tiny", "--output-dir", str(tmp_path / "outputs"),
+                   "-p", "artifacts_dir", str(artifacts), "-p", "lm_drill_steps", "10", "-p", "lm_steps", "30", "-p", "vit_steps", "30",
+                   "-p", "captioner_steps", "10", "-p", "eval_images", "8", "-p", "gallery_images", "4")
+    assert run.returncode == 0, run.stderr[-3000:]
+    manifest = json.loads((tmp_path / "outputs" / "tiny" / "manifest.json").read_text())
+    entry = manifest["notebooks"]["00_tour"]
+    assert entry["status"] == "ok" and entry["duration_s"] > 0 and entry["parameters"]["captioner_steps"] == 10
+    results = json.loads((artifacts / "00_tour.json").read_text())
+    assert results["captioner"]["steps"] == 10 and results["captioner"]["tokens"] > 0
+    assert set(results["captioner"]["trained"]) >= {"pair_f1", "object_f1", "hallucination_rate"}
+    assert results["foundations"]["vision"]["colour_accuracy"] >= 0
+    assert (artifacts / "captioner" / "model.safetensors").exists()
+    assert (artifacts / "foundations" / "foundations.json").exists()
+
+
+def test_unknown_profile_fails_in_the_first_cell_with_a_clear_message(tmp_path):
+    run = sail_run("00_tour", "--profile", "huge", "--output-dir", str(tmp_path), "-p", "lm_steps", "-3")
+    assert run.returncode == 1
+    assert "ParameterError" in run.stderr and "profile='huge'" in run.stderr and "lm_steps=-3" in run.stderr
