@@ -15,7 +15,7 @@ from sail.world import render
 def gallery(records: Sequence[dict], captions: Mapping[str, Sequence[str]], *, columns: int = 4, wrap: int = 44):
     """World images with one caption per source underneath each."""
     rows = -(-len(records) // columns)
-    figure, axes = plt.subplots(rows, columns, figsize=(4.2 * columns, 5.2 * rows), squeeze=False)
+    figure, axes = plt.subplots(rows, columns, figsize=(4.2 * columns, 6.2 * rows), squeeze=False)
     for ax in axes.flat:
         ax.axis("off")
     for i, (ax, record) in enumerate(zip(axes.flat, records)):

@@ -127,7 +127,8 @@ def train(model: nn.Module, stage: Stage, output_dir: str | Path, *, deepspeed_c
 
     model.train()
     uses_deepspeed = accelerator.state.deepspeed_plugin is not None
-    bar = tqdm(total=state.planned_steps, initial=state.step, desc=stage.name, disable=not progress or not accelerator.is_main_process)
+    bar = tqdm(total=state.planned_steps, initial=state.step, desc=stage.name, mininterval=3,
+               disable=not progress or not accelerator.is_main_process)
     started = time.perf_counter()
     while not _spent(stage, state):
         batch = first_batch if first_batch is not None else stage.collate(
