@@ -29,7 +29,7 @@ from sail.eval.metrics import (anls, extract_choice, hallusionbench_metrics, ocr
 from sail.world.questions import (GROUPS, general_questions, hallusion_set, math_questions,
                                   ocr_questions, pope_questions, pope_statistics)
 from sail.world.render import render
-from sail.world.splits import content_signature, sample_records, split_of
+from sail.world.splits import content_signature, sample_records
 
 __all__ = [
     "GROUPS", "WORLD_BENCHMARKS", "BenchmarkSpec", "benchmark_spec", "build_benchmark",

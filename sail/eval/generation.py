@@ -27,7 +27,7 @@ from pathlib import Path
 import torch
 from PIL import Image
 
-from sail.model.chat import conversation
+from sail.model.chat import conversation, generate_answers
 
 __all__ = ["BACKENDS", "BackendUnavailableError", "Generator", "image_messages"]
 
@@ -126,38 +126,18 @@ class Generator:
         self.model = AutoModelForImageTextToText.from_pretrained(self.model_dir, dtype=dtype).to(device)
         self.processor = ImageOnlyInternVLProcessor.from_pretrained(self.model_dir)
 
-    @torch.no_grad()
     def _generate_hf(self, messages_batch, max_tiles: int) -> list[str]:
         self._load_hf()
-        model, processor = self.model, self.processor
-        tokenizer, images_processor = processor.tokenizer, processor.image_processor
+        images_processor = self.processor.image_processor
         saved = (images_processor.crop_to_patches, images_processor.max_patches)
         images_processor.crop_to_patches, images_processor.max_patches = max_tiles > 1, max_tiles
-        was_training = model.training
-        model.eval()
-        answers: list[str] = []
         try:
-            for start in range(0, len(messages_batch), self.batch_size):
-                texts, images = [], []
-                for messages in messages_batch[start:start + self.batch_size]:
-                    bare, found = _split(messages)
-                    texts.append(processor.apply_chat_template(bare, add_generation_prompt=True,
-                                                               tokenize=False))
-                    images.extend(found)
-                inputs = processor(images=images or None, text=texts, padding=True,
-                                   padding_side="left", return_tensors="pt").to(model.device)
-                if "pixel_values" in inputs:
-                    inputs["pixel_values"] = inputs["pixel_values"].to(model.dtype)
-                output = model.generate(**inputs, max_new_tokens=self.max_new_tokens,
-                                        do_sample=False, eos_token_id=tokenizer.eos_token_id,
-                                        pad_token_id=tokenizer.pad_token_id)
-                new_tokens = output[:, inputs["input_ids"].shape[1]:]
-                answers.extend(s.strip() for s in
-                               tokenizer.batch_decode(new_tokens, skip_special_tokens=True))
+            split = [_split(messages) for messages in messages_batch]
+            return generate_answers(self.model, self.processor, [bare for bare, _ in split],
+                                    [found for _, found in split], max_new_tokens=self.max_new_tokens,
+                                    batch_size=self.batch_size)
         finally:
             images_processor.crop_to_patches, images_processor.max_patches = saved
-            model.train(was_training)
-        return answers
 
     # -- lmdeploy -------------------------------------------------------------------------------
 

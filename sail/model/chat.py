@@ -108,19 +108,24 @@ def mask_batch(input_ids: torch.Tensor, attention_mask: torch.Tensor, tokenizer:
     return labels
 
 @torch.no_grad()
-def generate(model, processor: ProcessorMixin, images: Sequence[Image.Image], prompt: str, *,
-             max_new_tokens: int = 48, batch_size: int = 32) -> list[str]:
-    """Greedy answers to one prompt over many images, batched with left padding."""
+def generate_answers(model, processor: ProcessorMixin, conversations: Sequence[list[dict]],
+                     images: Sequence[Sequence[Image.Image]], *, max_new_tokens: int = 48,
+                     batch_size: int = 32) -> list[str]:
+    """Greedy answers to many conversations (each ending with a user turn, its images given in
+    order), batched with left padding so every prompt ends where generation starts."""
     tokenizer = processor.tokenizer
-    text = processor.apply_chat_template(conversation(prompt), add_generation_prompt=True, tokenize=False)
     was_training = model.training
     model.eval()
     answers = []
     try:
-        for start in range(0, len(images), batch_size):
-            chunk = list(images[start : start + batch_size])
-            inputs = processor(images=chunk, text=[text] * len(chunk), padding=True, padding_side="left",
+        for start in range(0, len(conversations), batch_size):
+            chunk = conversations[start : start + batch_size]
+            texts = [processor.apply_chat_template(c, add_generation_prompt=True, tokenize=False) for c in chunk]
+            pictures = [image for group in images[start : start + batch_size] for image in group]
+            inputs = processor(images=pictures or None, text=texts, padding=True, padding_side="left",
                                return_tensors="pt").to(model.device)
+            if "pixel_values" in inputs:
+                inputs["pixel_values"] = inputs["pixel_values"].to(model.dtype)
             output = model.generate(**inputs, max_new_tokens=max_new_tokens, do_sample=False,
                                     eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id)
             new_tokens = output[:, inputs["input_ids"].shape[1] :]
@@ -128,3 +133,10 @@ def generate(model, processor: ProcessorMixin, images: Sequence[Image.Image], pr
     finally:
         model.train(was_training)
     return answers
+
+
+def generate(model, processor: ProcessorMixin, images: Sequence[Image.Image], prompt: str, *,
+             max_new_tokens: int = 48, batch_size: int = 32) -> list[str]:
+    """Greedy answers to one prompt over many images."""
+    return generate_answers(model, processor, [conversation(prompt)] * len(images), [[image] for image in images],
+                            max_new_tokens=max_new_tokens, batch_size=batch_size)

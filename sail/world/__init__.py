@@ -15,3 +15,11 @@ __all__ = [
     "score_caption", "score_captions", "split_of", "teacher_caption", "weak_caption",
     "world_dataset",
 ]
+
+from sail.world.questions import (GROUPS, general_questions, hallusion_set,  # noqa: E402
+                                  math_questions, ocr_questions, pope_questions, pope_statistics)
+
+__all__ += [
+    "GROUPS", "general_questions", "hallusion_set", "math_questions", "ocr_questions",
+    "pope_questions", "pope_statistics",
+]

@@ -31,7 +31,7 @@ from collections import Counter
 from itertools import combinations
 
 from sail.world.splits import split_of
-from sail.world.vocab import CELLS, COLOUR_RGB, COLOURS, SHAPES
+from sail.world.vocab import COLOUR_RGB, COLOURS, SHAPES
 
 __all__ = [
     "GROUPS", "SIDES", "general_questions", "hallusion_set", "math_questions", "ocr_questions",
