@@ -3,24 +3,13 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 import torch
+from notebook_runner import sail_run
 
-ROOT = Path(__file__).resolve().parents[1]
 
 pytestmark = pytest.mark.notebook
-
-
-def sail_run(*args: str) -> subprocess.CompletedProcess:
-    # One thread: tiny matrices, and immune to oversubscription on a busy CPU.
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    return subprocess.run([sys.executable, "-m", "sail.run", "run", *args], cwd=ROOT, capture_output=True,
-                          text=True, timeout=600, env=env)
 
 
 @pytest.fixture(scope="module")

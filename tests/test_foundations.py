@@ -12,7 +12,7 @@ from sail.foundations import FoundationBudget, build_foundations, load_foundatio
 from sail.foundations.language import context_words, copy_drills, lm_examples, lookup_text
 from sail.foundations.vision import build_vision_probe, patch_cells, probe_collate
 from sail.model import IGNORE_INDEX
-from sail.world import CELLS, sample_records
+from sail.world import CELLS
 
 TINY_BUDGET = FoundationBudget(language_drill_steps=3, language_steps=4, vision_steps=3, batch_size=8,
                                language_records=64, vision_records=64, heldout_records=16)

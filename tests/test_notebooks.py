@@ -3,20 +3,12 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
+from notebook_runner import sail_run
 
-ROOT = Path(__file__).resolve().parents[1]
 
 pytestmark = pytest.mark.notebook
-
-
-def sail_run(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "sail.run", "run", *args], cwd=ROOT, capture_output=True, text=True,
-                          timeout=1800)
 
 
 def test_tour_runs_end_to_end(tmp_path):

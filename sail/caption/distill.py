@@ -17,9 +17,9 @@ from PIL import Image
 from transformers import ProcessorMixin
 
 from sail.caption import CAPTION_PROMPT
+from sail.caption.teachers import RECAPTION_PROMPT
 from sail.model import conversation, encode_conversations, generate_answers
 
-RECAPTION_PROMPT = 'The web alt-text of this image says: "{alt_text}". Describe the image in detail.'
 
 
 @dataclass(frozen=True)

@@ -40,13 +40,13 @@ from typing import Any
 
 from PIL import Image
 
+from sail.caption import CAPTION_PROMPT
 from sail.world import render, teacher_caption
 from sail.world.captions import TEACHER_VARIETY
 from sail.world.score import CELL, NOUN_PHRASE, QUOTED
 
 log = logging.getLogger(__name__)
 
-CAPTION_PROMPT = "Describe the image in detail."
 RECAPTION_PROMPT = ("Describe the image in detail. Its web alt-text, which may be incomplete or wrong, reads: "
                     '"{alt_text}". Keep what the image confirms and correct the rest.')
 

@@ -1,0 +1,59 @@
+"""Notebooks 01 (curation) and 02 (captioner) executed headless, chained through files on disk."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from notebook_runner import sail_run
+
+
+pytestmark = pytest.mark.notebook
+
+
+def test_curation_then_captioner(tmp_path):
+    from sail.data import read_front_matter
+
+    artifacts, cards = tmp_path / "artifacts", tmp_path / "cards"
+    common = ("--profile", "tiny", "--output-dir", str(tmp_path / "outputs"), "-p", "artifacts_dir", str(artifacts))
+    run = sail_run("01_curation", *common, "-p", "data_cards_dir", str(cards), "-p", "pool_size", "200",
+                   "-p", "reference_size", "64", "-p", "clusters", "4")
+    assert run.returncode == 0, run.stderr[-3000:]
+
+    curation = json.loads((artifacts / "curation" / "01_curation.json").read_text())
+    assert curation["funnel"]["input"] > 200 and 0 < curation["funnel"]["kept"] < curation["funnel"]["input"]
+    assert {row["kind"] for row in curation["recall"]} >= {"exact_duplicate", "truncated", "zero_byte", "mode_cmyk",
+                                                           "absurd_size", "alt_junk"}
+    assert all(row["caught"] == row["injected"] for row in curation["recall"]), curation["recall"]
+    assert curation["overall_recall"] == 1.0
+    reference = artifacts / "curation" / "reference"
+    assert curation["outputs"]["reference"]["items"] == 64
+    assert sum(1 for _ in (reference / "annotations.jsonl").open()) == 64
+    assert len(list((reference / "images").glob("*.png"))) == 64
+    for name in ("sail-caption-pool-tiny", "sail-reference-tiny"):
+        front = read_front_matter(cards / f"{name}.md")
+        assert front["task_categories"] == ["image-to-text"] and front["size_categories"]
+        assert json.loads((cards / f"{name}.json").read_text())["n_items"] > 0
+    pool_card = json.loads((cards / "sail-caption-pool-tiny.json").read_text())
+    assert pool_card["n_items"] == curation["funnel"]["kept"]
+
+    run = sail_run("02_captioner", *common, "-p", "captioner_steps", "3", "-p", "batch_size", "8",
+                   "-p", "lm_drill_steps", "2", "-p", "lm_steps", "3", "-p", "vit_steps", "3",
+                   "-p", "eval_images", "8", "-p", "max_new_tokens", "16", "-p", "human_eval_images", "2")
+    assert run.returncode == 0, run.stderr[-3000:]
+    results = json.loads((artifacts / "02_captioner.json").read_text())
+    assert results["reference"]["items"] == 64 and results["training"]["steps"] == 3
+    assert results["split"]["train"] + results["split"]["validation"] == 64
+    assert results["training"]["validation_loss_after"] > 0
+    assert set(results["quality"]) == {"captioner (caption)", "captioner (recaption)", "teacher", "alt_text", "weak"}
+    assert results["quality"]["teacher"]["pair_f1"] == pytest.approx(1.0)
+    assert results["costs"]["paper_scale"][0]["usd"] > results["costs"]["paper_scale"][1]["usd"]
+
+    from transformers import AutoModelForImageTextToText
+
+    captioner = artifacts / "sail-captioner"
+    model = AutoModelForImageTextToText.from_pretrained(captioner)
+    assert type(model).__name__ == "InternVLForConditionalGeneration"
+    assert (captioner / "README.md").read_text().startswith("---\n")
+    sheet = (artifacts / "captioner-eval" / "human_eval.csv").read_text().splitlines()
+    assert len(sheet) == 1 + 2 * 5 and "accuracy_1to5" in sheet[0]
