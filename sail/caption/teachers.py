@@ -32,6 +32,7 @@ import random
 import re
 import threading
 import time
+from abc import ABC, abstractmethod
 from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -131,8 +132,8 @@ class Spent:
     usd: float = 0.0
 
 
-class Teacher:
-    """A captioner with a price. Subclasses implement `_caption_new(items)` for items not yet captioned.
+class Teacher(ABC):
+    """A captioner with a price. Subclasses implement `caption(items)`, calling `check_budget` first.
 
     `cost_per_caption` (USD) is charged for every caption the teacher produces (and every `ask`);
     `budget` bounds the total. A request that would go beyond the budget raises `BudgetExceeded`
@@ -173,19 +174,13 @@ class Teacher:
         return cost_at_scale(n_images, self.cost_per_caption)
 
     # Work ---------------------------------------------------------------------------------
+    @abstractmethod
     def caption(self, items: Sequence[CaptionItem]) -> list[str]:
-        """One caption per item, in order."""
-        items = list(items)
-        self.check_budget(len(items))
-        captions = self._caption_new(items)
-        return captions
-
-    def _caption_new(self, items: list[CaptionItem]) -> list[str]:
-        raise NotImplementedError
+        """One caption per item, in order; refuses (BudgetExceeded) before spending beyond the budget."""
 
     def ask(self, prompt: str, image: Image.Image | None = None) -> str:
         """A free-form question (e.g. a judge's rubric) about an optional image; chat teachers only."""
-        raise NotImplementedError(f"{type(self).__name__} cannot answer free-form questions")
+        raise TypeError(f"{type(self).__name__} cannot answer free-form questions")
 
 
 # --- the world teacher ------------------------------------------------------------------
@@ -263,7 +258,9 @@ class WorldTeacher(Teacher):
             caption = ground_on_alt_text(caption, alt_text_focus(item.alt_text, item.record))
         return caption
 
-    def _caption_new(self, items: list[CaptionItem]) -> list[str]:
+    def caption(self, items: Sequence[CaptionItem]) -> list[str]:
+        items = list(items)
+        self.check_budget(len(items))
         captions = []
         for item in items:
             captions.append(self._caption_one(item))
