@@ -3,14 +3,12 @@ train/validation split, validation loss, and the teacher-vs-captioner cost arith
 
 from __future__ import annotations
 
-import math
 import os
 import random
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import pandas as pd
-import torch
 from PIL import Image
 
 from sail.caption.distill import Annotation
@@ -58,25 +56,6 @@ def split_annotations(annotations: Sequence[Annotation], validation_fraction: fl
     return order[n_val:], order[:n_val]
 
 
-@torch.no_grad()
-def validation_loss(model, collate: Callable[[list], dict], rows: Sequence, batch_size: int = 32) -> float:
-    """Mean loss per supervised (assistant) token over `rows`, in eval mode."""
-    was_training = model.training
-    model.eval()
-    total, tokens = 0.0, 0
-    try:
-        for start in range(0, len(rows), batch_size):
-            batch = collate(list(rows[start:start + batch_size]))
-            batch.pop("num_tokens", None)
-            batch = {k: v.to(model.device) if torch.is_tensor(v) else v for k, v in batch.items()}
-            n = int((batch["labels"][:, 1:] != -100).sum())
-            total += float(model(**batch).loss) * n
-            tokens += n
-    finally:
-        model.train(was_training)
-    return total / max(tokens, 1) if tokens else math.nan
-
-
 def cost_table(*, pool_images: float, reference_images: float, teacher_usd_per_caption: float,
                captioner_usd_per_caption: float, captioner_training_usd: float = 0.0) -> pd.DataFrame:
     """What captioning a pool costs with the teacher alone vs the paper's route (teacher on the reference
@@ -94,4 +73,4 @@ def cost_table(*, pool_images: float, reference_images: float, teacher_usd_per_c
     return frame
 
 
-__all__ = ["cost_table", "load_reference", "split_annotations", "teacher_items", "to_annotations", "validation_loss"]
+__all__ = ["cost_table", "load_reference", "split_annotations", "teacher_items", "to_annotations"]

@@ -20,6 +20,7 @@ from transformers import PreTrainedTokenizerBase, Qwen2ForCausalLM
 from sail.caption import CAPTION_PROMPT
 from sail.model import Geometry, conversation, text_config
 from sail.model.chat import encode_texts
+from sail.train import validation_loss
 from sail.model.tokenizer import IMAGE_CONTEXT, IMAGE_END, IMAGE_START, TURN_END, TURN_START
 from sail.world import CAPTION_SOURCES, CELLS, COLOURS, SHAPES, SIZES, score_captions, teacher_caption
 
@@ -152,17 +153,7 @@ def language_report(model: Qwen2ForCausalLM, tokenizer: PreTrainedTokenizerBase,
         suites[f"plain_{name}"] = [(plain_text(c), [c]) for c in
                                    (captions if name == "teacher" else [source(r, rng) for r in records])]
     collate = lm_collate(tokenizer)
-    model.eval()
-    report = {}
-    for name, examples in suites.items():
-        total, count = 0.0, 0
-        for start in range(0, len(examples), 64):
-            batch = collate(examples[start : start + 64])
-            batch.pop("num_tokens")
-            n = int((batch["labels"][:, 1:] != -100).sum())
-            total += float(model(**batch).loss) * n
-            count += n
-        report[f"{name}_loss"] = total / count
+    report = {f"{name}_loss": validation_loss(model, collate, examples, batch_size=64) for name, examples in suites.items()}
     report["context_caption_pair_f1"] = context_caption_score(model, tokenizer, records[:128])["pair_f1"]
     return report
 

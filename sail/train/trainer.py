@@ -14,6 +14,7 @@ import os
 import shutil
 import socket
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -206,3 +207,22 @@ def _save_checkpoint(accelerator: Accelerator, output_dir: Path, state: TrainSta
         for old in sorted(final.parent.glob("step-???????"))[:-keep]:
             shutil.rmtree(old)
     accelerator.wait_for_everyone()
+
+
+@torch.no_grad()
+def validation_loss(model, collate: Callable[[list], dict], rows: Sequence, batch_size: int = 32) -> float:
+    """Mean loss per supervised (assistant) token over `rows`, in eval mode."""
+    was_training = model.training
+    model.eval()
+    total, tokens = 0.0, 0
+    try:
+        for start in range(0, len(rows), batch_size):
+            batch = collate(list(rows[start:start + batch_size]))
+            batch.pop("num_tokens", None)
+            batch = {k: v.to(model.device) if torch.is_tensor(v) else v for k, v in batch.items()}
+            n = int((batch["labels"][:, 1:] != -100).sum())
+            total += float(model(**batch).loss) * n
+            tokens += n
+    finally:
+        model.train(was_training)
+    return total / tokens if tokens else math.nan
