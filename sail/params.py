@@ -51,6 +51,7 @@ fraction = Rule("a number between 0 and 1", lambda v: _real(v) and 0 <= v <= 1)
 existing_path = Rule("an existing path", _path)
 path_or_empty = Rule('an existing path, or "" for none', lambda v: v in ("", None) or _path(v))
 string = Rule("a string", lambda v: isinstance(v, str))
+boolean = Rule("True or False", lambda v: isinstance(v, bool))
 
 
 def one_of(*choices: object) -> Rule:

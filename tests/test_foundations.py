@@ -15,7 +15,7 @@ from sail.model import IGNORE_INDEX
 from sail.world import CELLS
 
 TINY_BUDGET = FoundationBudget(language_drill_steps=3, language_steps=4, vision_steps=3, batch_size=8,
-                               language_records=64, vision_records=64, heldout_records=16)
+                               language_records=64, vision_records=64, heldout_records=16, language_check_every=0)
 
 
 def test_context_gives_every_cell_a_fixed_place(records):
@@ -82,3 +82,19 @@ def test_foundations_are_built_saved_in_hf_layout_and_reused(tmp_path, geometry)
         build_foundations(tmp_path, geometry, FoundationBudget(language_steps=5), progress=False)
 
 
+
+
+def test_language_pretraining_ends_once_the_lm_reads_its_context(tmp_path, geometry):
+    budget = FoundationBudget(**{**TINY_BUDGET.__dict__, "language_steps": 6, "language_check_every": 2,
+                                 "language_reading_target": 0.0})
+    report = build_foundations(tmp_path, geometry, budget, progress=False).report["language"]
+    assert report["reached_reading_target"] and report["steps"] == 2
+    assert [check["step"] for check in report["reading_checks"]] == [2]
+
+
+def test_language_pretraining_stops_at_its_cap_when_the_target_is_not_reached(tmp_path, geometry):
+    budget = FoundationBudget(**{**TINY_BUDGET.__dict__, "language_steps": 4, "language_check_every": 2,
+                                 "language_reading_target": 1.1})
+    report = build_foundations(tmp_path, geometry, budget, progress=False).report["language"]
+    assert not report["reached_reading_target"] and report["steps"] == 4
+    assert [check["step"] for check in report["reading_checks"]] == [2, 4]

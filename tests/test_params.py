@@ -5,6 +5,7 @@ import pytest
 from sail.params import (
     PROFILES,
     ParameterError,
+    boolean,
     check_parameters,
     existing_path,
     fraction,
@@ -26,16 +27,19 @@ def test_valid_parameters_come_back_as_a_namespace(tmp_path):
         engine=("hf", one_of("hf", "lmdeploy")),
         data=(str(tmp_path), existing_path),
         checkpoint=("", path_or_empty),
+        train_vision=(False, boolean),
     )
-    assert (p.profile, p.lm_steps, p.lr, p.engine, p.checkpoint) == ("tiny", 20, 3e-4, "hf", "")
+    assert (p.profile, p.lm_steps, p.lr, p.engine, p.checkpoint, p.train_vision) == ("tiny", 20, 3e-4, "hf", "", False)
 
 
 def test_every_bad_parameter_is_named_in_one_error():
     with pytest.raises(ParameterError) as err:
-        check_parameters("huge", lm_steps=(-3, positive_int), keep=(0.5, fraction), lr=(0, positive_float))
+        check_parameters("huge", lm_steps=(-3, positive_int), keep=(0.5, fraction), lr=(0, positive_float),
+                         train_vision=("no", boolean))
     assert str(err.value) == (
         "bad notebook parameters: lm_steps=-3 (expected a positive integer); "
         "lr=0 (expected a positive number); "
+        "train_vision='no' (expected True or False); "
         "profile='huge' (expected one of tiny, small, full)"
     )
 

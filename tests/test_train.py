@@ -10,10 +10,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from sail.caption import caption_collate, caption_examples
+from sail.caption import caption_collate, caption_examples, captioner_trainable
 from sail.foundations.language import build_language_model, lm_collate, lm_examples
 from sail.model import build_vlm
-from sail.train import Stage, train
+from sail.train import Stage, set_trainable, train
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -37,6 +37,15 @@ def test_projector_only_stage_leaves_vision_and_language_untouched(tmp_path, tok
     assert rows["model.vision_tower"]["trainable"] == rows["model.language_model"]["trainable"] == 0
 
 
+@pytest.mark.parametrize("train_vision", [False, True])
+def test_captioner_trains_the_vision_tower_only_when_asked(train_vision, tokenizer, geometry):
+    model = build_vlm(geometry, tokenizer)
+    rows = {r["module"]: r for r in set_trainable(model, captioner_trainable(train_vision))}
+    for module in ("model.multi_modal_projector", "model.language_model"):
+        assert rows[module]["trainable"] == rows[module]["parameters"] > 0
+    assert rows["model.vision_tower"]["trainable"] == (rows["model.vision_tower"]["parameters"] if train_vision else 0)
+
+
 def test_token_budget_stops_the_stage(tmp_path, tokenizer, geometry, records):
     model = build_language_model(geometry, tokenizer)
     stage = lm_stage(tokenizer, records, max_steps=None, token_budget=2000)
@@ -49,6 +58,24 @@ def test_stage_refuses_meaningless_settings(tokenizer, records):
         lm_stage(tokenizer, records, max_steps=None)
     with pytest.raises(ValueError, match="trains nothing"):
         lm_stage(tokenizer, records, trainable=())
+    with pytest.raises(ValueError, match="go together"):
+        lm_stage(tokenizer, records, done_when=lambda model, step: True)
+
+
+def test_stage_ends_once_done_and_stays_done_on_rerun(tmp_path, tokenizer, geometry, records):
+    asked = []
+
+    def done_when(model, step):
+        asked.append((step, model.training))
+        return step >= 4
+
+    model = build_language_model(geometry, tokenizer)
+    stage = lm_stage(tokenizer, records, max_steps=10, done_when=done_when, check_every=2)
+    result = train(model, stage, tmp_path, progress=False)
+    assert result.done_early and result.steps == 4 and asked == [(2, False), (4, False)]
+    assert model.training
+    again = train(build_language_model(geometry, tokenizer), stage, tmp_path, progress=False)
+    assert again.resumed_from_step == 4 and again.steps == 4 and again.done_early and len(asked) == 2
 
 
 class Interrupt(RuntimeError):
@@ -89,9 +116,9 @@ def test_deepspeed_zero2_trains_on_cpu(tmp_path):
     script = textwrap.dedent(f"""
         import torch
         from sail.foundations.language import world_text
-        from sail.caption import caption_collate, caption_examples
+        from sail.caption import caption_collate, caption_examples, captioner_trainable
         from sail.model import GEOMETRIES, build_vlm, make_processor, train_world_tokenizer
-        from sail.train import Stage, train
+        from sail.train import Stage, set_trainable, train
         from sail.world import sample_records
         records = sample_records("train", 32)
         tokenizer = train_world_tokenizer(world_text(records, 0), 400)

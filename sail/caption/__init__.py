@@ -8,9 +8,20 @@ from collections.abc import Sequence
 from transformers import ProcessorMixin
 
 from sail.model import conversation, encode_conversations, generate
+from sail.model.build import MODULES
 from sail.world import CAPTION_SOURCES, render, score_captions
 
 CAPTION_PROMPT = "Describe the image in detail."
+
+
+def captioner_trainable(train_vision: bool) -> tuple[str, ...]:
+    """What captioner training updates: the projector and the language model, plus the vision
+    tower only when asked. A freshly initialised projector sends large, noisy gradients back
+    through the vision tower in the first steps and blurs features the ViT already had; the tiny
+    foundation ViT already tells every attribute apart, so it is kept frozen there."""
+    if train_vision:
+        return ("",)
+    return (MODULES["projector"], MODULES["language"], "lm_head")
 
 
 def caption_examples(records: Sequence[dict], source: str = "teacher", seed: int = 0) -> list[tuple[dict, str]]:
@@ -34,4 +45,4 @@ def evaluate_captioner(model, processor: ProcessorMixin, records: Sequence[dict]
     return captions, score_captions(captions, list(records))
 
 
-__all__ = ["CAPTION_PROMPT", "caption_collate", "caption_examples", "evaluate_captioner"]
+__all__ = ["CAPTION_PROMPT", "caption_collate", "caption_examples", "captioner_trainable", "evaluate_captioner"]

@@ -10,8 +10,8 @@ from pathlib import Path
 
 from transformers import AutoTokenizer, PreTrainedTokenizerBase
 
-from sail.foundations.language import (build_language_model, copy_drills, language_report, lm_collate,
-                                       lm_examples, world_text)
+from sail.foundations.language import (build_language_model, context_caption_score, copy_drills, language_report,
+                                       lm_collate, lm_examples, world_text)
 from sail.foundations.vision import build_vision_probe, probe_collate, vision_report
 from sail.manifest import atomic_write_json
 from sail.model import Geometry, add_image_tokens, train_world_tokenizer
@@ -23,13 +23,21 @@ REPORT = "foundations.json"
 
 @dataclass(frozen=True)
 class FoundationBudget:
-    """How much pretraining each foundation gets (steps of `batch_size` sequences/images)."""
+    """How much pretraining each foundation gets (steps of `batch_size` sequences/images).
+
+    The LM's context reading arrives suddenly, after a number of steps that varies from seed to
+    seed, so its pretraining checks every `language_check_every` steps and ends once captions
+    written from held-out contexts reach `language_reading_target` pair F1; `language_steps` is
+    the cap. A check of 0 turns this off and trains exactly `language_steps`.
+    """
 
     language_drill_steps: int = 100
-    language_steps: int = 300
+    language_steps: int = 2500
+    language_reading_target: float = 0.85
+    language_check_every: int = 100
     vision_steps: int = 450
     batch_size: int = 32
-    language_records: int = 12_000
+    language_records: int = 48_000
     vision_records: int = 6_000
     language_lr: float = 3e-3
     vision_lr: float = 3e-3
@@ -83,10 +91,22 @@ def build_foundations(directory: str | Path, geometry: Geometry, budget: Foundat
             collate=lm_collate(tokenizer), trainable=("",), lr=budget.language_lr, batch_size=budget.batch_size,
             max_steps=budget.language_drill_steps, seed=seed)
         drill_history = train(language, drill_stage, directory / "runs" / "language-drill", progress=progress).history
+    reading_checks: list[dict] = []
+
+    # The checks score one half of the held-out records and the report the other, so stopping
+    # once a check passes does not flatter the reported number.
+    report_records, check_records = heldout[: len(heldout) // 2], heldout[len(heldout) // 2:]
+
+    def reads_its_context(model, step: int) -> bool:
+        score = context_caption_score(model, tokenizer, check_records)["pair_f1"]
+        reading_checks.append({"step": step, "context_caption_pair_f1": score})
+        return score >= budget.language_reading_target
+
     language_stage = Stage(
         name="foundation-language", data=lm_examples(train_records[: budget.language_records], tokenizer, seed=seed),
         collate=lm_collate(tokenizer), trainable=("",), lr=budget.language_lr, batch_size=budget.batch_size,
-        max_steps=budget.language_steps, seed=seed)
+        max_steps=budget.language_steps, seed=seed, check_every=budget.language_check_every,
+        done_when=reads_its_context if budget.language_check_every else None)
     language_run = train(language, language_stage, directory / "runs" / "language", progress=progress)
     language.save_pretrained(directory / "language")
 
@@ -102,10 +122,11 @@ def build_foundations(directory: str | Path, geometry: Geometry, budget: Foundat
         "budget": asdict(budget),
         "vocab_size": len(tokenizer),
         "language": {"drill_steps": len(drill_history), "steps": language_run.steps,
+                     "reached_reading_target": language_run.done_early, "reading_checks": reading_checks,
                      "tokens": (drill_history[-1]["tokens"] if drill_history else 0) + language_run.tokens,
                      "seconds": round((drill_history[-1]["seconds"] if drill_history else 0) + language_run.seconds, 1),
                      "final_train_loss": language_run.history[-1]["loss"],
-                     **language_report(language, tokenizer, heldout, seed=seed)},
+                     **language_report(language, tokenizer, report_records, seed=seed)},
         "vision": {"steps": vision_run.steps, "tokens": vision_run.tokens, "seconds": round(vision_run.seconds, 1),
                    "final_train_loss": vision_run.history[-1]["loss"], **vision_report(probe, geometry, heldout)},
         "seconds": round(time.perf_counter() - started, 1),

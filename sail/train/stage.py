@@ -22,7 +22,8 @@ class Stage:
     `trainable` names submodules by dotted path ("" = the whole model); everything else is frozen.
     `collate` turns a list of dataset rows into a batch dict whose `num_tokens` entry (text and
     image tokens) is counted against `token_budget`. The run stops at whichever of `token_budget`
-    and `max_steps` comes first; at least one must be set.
+    and `max_steps` comes first; at least one must be set. `done_when(model, step)`, if given, is asked
+    every `check_every` steps whether the model has learned what the stage is for; yes ends it early.
     """
 
     name: str
@@ -39,6 +40,8 @@ class Stage:
     max_grad_norm: float = 1.0
     lr_scale: dict[str, float] = field(default_factory=dict)
     seed: int = 0
+    done_when: Callable[[nn.Module, int], bool] | None = None
+    check_every: int = 0
 
     def __post_init__(self) -> None:
         if self.token_budget is None and self.max_steps is None:
@@ -47,6 +50,8 @@ class Stage:
             raise ValueError(f"stage {self.name!r}: needs batch_size >= 1, lr > 0 and some data")
         if not self.trainable:
             raise ValueError(f"stage {self.name!r}: trains nothing")
+        if (self.done_when is None) != (self.check_every < 1):
+            raise ValueError(f"stage {self.name!r}: done_when and check_every >= 1 go together")
 
 
 def set_trainable(model: nn.Module, paths: Sequence[str]) -> list[dict[str, object]]:

@@ -39,6 +39,7 @@ class TrainState:
     batch_in_epoch: int = 0
     tokens: int = 0
     planned_steps: int = 0
+    done_early: bool = False
     history: list[dict] = field(default_factory=list)
 
 
@@ -52,6 +53,7 @@ class TrainResult:
     history: list[dict]
     resumed_from_step: int
     backend: str
+    done_early: bool = False
 
 
 def make_accelerator(deepspeed_config: str | Path | dict | None = None, *, batch_size: int = 1,
@@ -155,13 +157,17 @@ def train(model: nn.Module, stage: Stage, output_dir: str | Path, *, deepspeed_c
         bar.update(1)
         if state.step % log_every == 0:
             bar.set_postfix(loss=f"{state.history[-1]['loss']:.3f}")
+        if stage.done_when and state.step % stage.check_every == 0:
+            model.eval()
+            state.done_early = bool(stage.done_when(accelerator.unwrap_model(model), state.step))
+            model.train()
         if checkpoint_every and state.step % checkpoint_every == 0:
             _save_checkpoint(accelerator, output_dir, state, keep_checkpoints)
     bar.close()
     _save_checkpoint(accelerator, output_dir, state, keep_checkpoints)
     return TrainResult(stage=stage.name, steps=state.step, tokens=state.tokens, seconds=time.perf_counter() - started,
                        trainable=rows, history=state.history, resumed_from_step=resumed_from,
-                       backend=f"{accelerator.distributed_type.value} on {accelerator.device}")
+                       backend=f"{accelerator.distributed_type.value} on {accelerator.device}", done_early=state.done_early)
 
 
 class _EpochOrder:
@@ -187,7 +193,7 @@ def _planned_steps(stage: Stage, tokens_per_step: int) -> int:
 
 
 def _spent(stage: Stage, state: TrainState) -> bool:
-    return ((stage.max_steps is not None and state.step >= stage.max_steps)
+    return (state.done_early or (stage.max_steps is not None and state.step >= stage.max_steps)
             or (stage.token_budget is not None and state.tokens >= stage.token_budget))
 
 
