@@ -2,8 +2,9 @@
 
 Read it top to bottom: freeze what the stage does not train, build the optimiser and schedule,
 resume from the newest checkpoint if there is one, then step through the data until the stage's
-token or step budget is spent, checkpointing the full state (weights, optimiser, scheduler, RNG,
-data position) so an interrupted run resumes exactly where it stopped.
+token or step budget is spent or its `done_when` check passes, checkpointing the full state
+(weights, optimiser, scheduler, RNG, data position) so an interrupted run resumes exactly where
+it stopped.
 """
 
 from __future__ import annotations
