@@ -1,12 +1,18 @@
 """VLMEvalKit TSV reading and writing (`sail.eval.tsv`) with images from the SAIL world."""
 
 import base64
+import io
+import struct
+import warnings
+import zlib
 
 import numpy as np
 import pandas as pd
 import pytest
+from PIL import Image
 
 from sail.eval import encode_image, read_tsv, write_tsv
+from sail.eval.tsv import MAX_PIXELS, decode_image
 from sail.world import COLOURS, render, sample_records
 
 
@@ -122,3 +128,66 @@ def test_write_rejects_bad_rows(tmp_path):
         write_tsv([{"index": 1, "question": "q"}], tmp_path / "x.tsv")
     with pytest.raises(ValueError, match="choices"):
         write_tsv([{"index": 1, "image": "abc", "question": "q", "A": "x"}], tmp_path / "x.tsv")
+
+
+def _png_declaring(width: int, height: int) -> bytes:
+    """A few-hundred-byte PNG whose IHDR declares width x height (its pixel data is 1x1)."""
+    buffer = io.BytesIO()
+    Image.new("RGB", (1, 1), (200, 10, 10)).save(buffer, format="PNG")
+    data = bytearray(buffer.getvalue())
+    assert data[12:16] == b"IHDR"
+    data[16:24] = struct.pack(">II", width, height)
+    data[29:33] = struct.pack(">I", zlib.crc32(bytes(data[12:29])))  # CRC of type + IHDR body
+    return bytes(data)
+
+
+@pytest.mark.parametrize("side", [30000, 7000])  # above PIL's own bomb limit; only above ours
+def test_too_many_pixels_is_refused_from_the_header(tmp_path, side):
+    bomb = base64.b64encode(_png_declaring(side, side)).decode()
+    assert len(bomb) < 200
+    good = encode_image(render(sample_records("test", 1, seed=0)[0]))
+    limit = rf"{side * side} pixels, limit {MAX_PIXELS}"
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no DecompressionBombWarning either
+        with pytest.raises(ValueError, match=rf"too many pixels: {limit}"):
+            decode_image(bomb)
+
+        path = _frame(tmp_path / "bomb.tsv", image=[good, bomb])
+        with pytest.raises(ValueError,
+                           match=rf"bomb\.tsv: row 2 \(index '2'\): too many pixels: {limit}"):
+            read_tsv(path)
+        path = _frame(tmp_path / "bombs.tsv", image=[good, str([good, bomb])])
+        with pytest.raises(ValueError, match=rf"bombs\.tsv: row 2 \(index '2'\): image 2 of 2: "
+                                             rf"too many pixels: {limit}"):
+            read_tsv(path)
+    # The limit is the caller's.
+    width, height = Image.open(io.BytesIO(base64.b64decode(good))).size
+    with pytest.raises(ValueError, match=rf"row 1 \(index '1'\): too many pixels: "
+                                         rf"{width * height} pixels, limit 100$"):
+        read_tsv(tmp_path / "bomb.tsv", max_pixels=100)
+
+
+def test_non_utf8_file_names_the_file_and_byte(tmp_path):
+    path = _frame(tmp_path / "latin.tsv", question=["caf\u00e9?", "b?"])
+    raw = path.read_bytes()
+    offset = raw.index("\u00e9".encode())
+    path.write_bytes(raw.replace("\u00e9".encode(), b"\xe9"))  # latin-1, as a Windows tool writes
+    with pytest.raises(ValueError, match=rf"latin\.tsv: not UTF-8 text: byte\(s\) e9 at byte "
+                                         rf"offset {offset} \(line 2\)"):
+        read_tsv(path)
+    path.write_bytes(b"\xff" + raw)
+    with pytest.raises(ValueError, match=r"latin\.tsv: not UTF-8 text: byte\(s\) ff at byte "
+                                         r"offset 0 \(line 1\)"):
+        read_tsv(path)
+
+
+def test_byte_order_mark_is_accepted(tmp_path, world_rows):
+    _, rows = world_rows
+    path = write_tsv(rows[:2], tmp_path / "bom.tsv")
+    plain = read_tsv(path)
+    path.write_bytes(b"\xef\xbb\xbf" + path.read_bytes())
+    back = read_tsv(path)
+    assert [r["index"] for r in back] == [r["index"] for r in plain] == [0, 1]
+    assert list(back[0]) == list(plain[0])
+    assert back[0]["question"] == rows[0]["question"]
+    assert np.array_equal(np.asarray(back[1]["image"]), np.asarray(plain[1]["image"]))

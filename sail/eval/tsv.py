@@ -12,6 +12,13 @@ image it shares, and an `image` cell holding a Python list literal carries sever
 several images), and the option columns gathered into `choices: {letter: text}` (empty for open
 questions).  `write_tsv` writes such rows back; images are stored as PNG so they round-trip
 pixel-exactly.
+
+Hostile input ends in a ValueError naming the file, never in an exception from deep inside
+pandas or PIL: the file must be UTF-8 (a leading byte-order mark, as some Windows tools write,
+is accepted), and an image whose header declares more than `max_pixels` pixels (default
+`MAX_PIXELS`, the curation funnel's `FunnelConfig.max_pixels`) is refused from its header,
+before any pixel is decoded (a decompression-bomb guard; PIL's own `DecompressionBombError`
+is reported the same way).
 """
 
 from __future__ import annotations
@@ -44,6 +51,10 @@ _PANDAS_NA_TOKENS = frozenset({
     "<NA>", "N/A", "NA", "NULL", "NaN", "None", "n/a", "nan", "null",
 })
 _MAX_REFERENCE_LENGTH = 64
+# Largest image (width * height) decoded; the same default as the curation funnel's
+# FunnelConfig.max_pixels (not imported: sail.data pulls sklearn and imagehash into evaluation).
+MAX_PIXELS = 40_000_000
+_PIL_PIXEL_COUNT = re.compile(r"\((\d+) pixels\)")
 _INTEGER = re.compile(r"[+-]?\d+")
 
 
@@ -54,15 +65,56 @@ def encode_image(image: Image.Image) -> str:
     return base64.b64encode(buffer.getvalue()).decode("ascii")
 
 
-def decode_image(data: str) -> Image.Image:
-    """The RGB image whose encoded bytes are base64 `data`."""
+class ImageTooLargeError(ValueError):
+    """An encoded image declares more pixels than the decoder accepts."""
+
+
+def _too_many_pixels(pixels: int | None, max_pixels: int, detail: str = "") -> ImageTooLargeError:
+    count = f"{pixels} pixels" if pixels is not None else f"more pixels than PIL allows ({detail})"
+    return ImageTooLargeError(f"too many pixels: {count}, limit {max_pixels}")
+
+
+def decode_image(data: str, max_pixels: int = MAX_PIXELS) -> Image.Image:
+    """The RGB image whose encoded bytes are base64 `data`.
+
+    Raises ImageTooLargeError (a ValueError) when the image header declares more than
+    `max_pixels` pixels; the check reads only the header, no pixel is decoded.
+    """
     raw = base64.b64decode(data)
-    with Image.open(io.BytesIO(raw)) as image:
-        return image.convert("RGB")
+    try:
+        with warnings.catch_warnings():
+            # The explicit max_pixels check below replaces PIL's warning threshold.
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(io.BytesIO(raw)) as image:  # reads the header only
+                width, height = image.size
+                if width * height > max_pixels:
+                    raise _too_many_pixels(width * height, max_pixels)
+                return image.convert("RGB")
+    except Image.DecompressionBombError as err:
+        # PIL refuses images above 2 * Image.MAX_IMAGE_PIXELS in Image.open itself.
+        found = _PIL_PIXEL_COUNT.search(str(err))
+        raise _too_many_pixels(int(found.group(1)) if found else None, max_pixels,
+                               str(err)) from None
 
 
 class _RowError(ValueError):
     pass
+
+
+def _undecodable_byte(path: Path) -> str | None:
+    """Where the first byte that is not UTF-8 lies in the file, or None if it is all UTF-8."""
+    offset = 0
+    with path.open("rb") as stream:
+        for line_number, line in enumerate(stream, start=1):
+            # A newline byte never occurs inside a UTF-8 sequence, so lines decode alone.
+            try:
+                line.decode("utf-8")
+            except UnicodeDecodeError as err:
+                bad = line[err.start:err.end]
+                return (f"byte(s) {bad.hex(' ')} at byte offset {offset + err.start} "
+                        f"(line {line_number}): {err.reason}")
+            offset += len(line)
+    return None
 
 
 def _row_label(position: int, index) -> str:
@@ -90,12 +142,15 @@ def _image_cells(cell: str) -> list[str] | None:
     return None
 
 
-def read_tsv(path: str | Path) -> list[dict]:
+def read_tsv(path: str | Path, max_pixels: int = MAX_PIXELS) -> list[dict]:
     """Rows of a VLMEvalKit benchmark TSV, images decoded (see the module docstring).
 
-    Raises ValueError naming the file and row for: a table pandas cannot parse, missing
-    required columns (index, image, question), an empty or duplicate index, an empty question,
-    a missing image, an image reference to an unknown row, and image data that does not decode.
+    Raises ValueError naming the file (and the row, where there is one) for: bytes that are
+    not UTF-8 (with their byte offset and line), a table pandas cannot parse, missing required
+    columns (index, image, question), an empty or duplicate index, an empty question, a missing
+    image, an image reference to an unknown row, image data that does not decode, and an image
+    whose header declares more than `max_pixels` pixels ("too many pixels", checked before any
+    pixel is decoded).
 
     Cells are kept as written ("None" stays the text "None"), except option and hint cells,
     which are dropped when pandas' default reader would read them as missing, as VLMEvalKit's
@@ -108,7 +163,10 @@ def read_tsv(path: str | Path) -> list[dict]:
             # (nor, as pandas would do by default, a shift of every column by one).
             warnings.simplefilter("error", pd.errors.ParserWarning)
             frame = pd.read_csv(path, sep="\t", dtype=str, keep_default_na=False,
-                                na_filter=False, index_col=False)
+                                na_filter=False, index_col=False, encoding="utf-8-sig")
+    except UnicodeDecodeError as err:
+        where = _undecodable_byte(path) or str(err)
+        raise ValueError(f"{path}: not UTF-8 text: {where}") from None
     except (pd.errors.ParserError, pd.errors.ParserWarning) as err:
         raise ValueError(f"{path}: not a well-formed TSV table: {err}") from None
     except pd.errors.EmptyDataError:
@@ -138,11 +196,20 @@ def read_tsv(path: str | Path) -> list[dict]:
     def image_of(pos: int, cell: str):
         if cell in decoded:
             return decoded[cell]
+        parts = _image_cells(cell)
+        which = ""  # which image of a multi-image cell failed
         try:
-            parts = _image_cells(cell)
-            image = [decode_image(p) for p in parts] if parts is not None else decode_image(cell)
+            if parts is None:
+                image = decode_image(cell, max_pixels)
+            else:
+                image = []
+                for number, part in enumerate(parts, start=1):
+                    which = f"image {number} of {len(parts)}: "
+                    image.append(decode_image(part, max_pixels))
+        except ImageTooLargeError as err:
+            raise _RowError(f"{which}{err}") from None
         except (binascii.Error, UnidentifiedImageError, OSError, ValueError) as err:
-            raise _RowError(f"image does not decode ({type(err).__name__}: {err})") from None
+            raise _RowError(f"{which}image does not decode ({type(err).__name__}: {err})") from None
         decoded[cell] = image
         return image
 
