@@ -24,8 +24,11 @@ $(STAMP): pyproject.toml
 	$(VENV)/bin/python -m ipykernel install --sys-prefix --name sail --display-name "Python (sail)"
 	touch $@
 
+# A run writes only under outputs/tiny/ (cards in outputs/tiny/data_cards/); the reference run's
+# cards are then published at the top level, in data_cards/.
 pipeline: .venv
 	$(VENV)/bin/sail run --profile tiny
+	cp outputs/tiny/data_cards/*.md outputs/tiny/data_cards/*.json data_cards/
 
 test: .venv
 	$(VENV)/bin/python -m pytest

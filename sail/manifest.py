@@ -1,19 +1,46 @@
-"""Provenance helpers shared by every stage: atomic writes, file hashes, versions, git state, manifests.
+"""Provenance helpers shared by every stage: atomic writes, safe file names, file hashes, versions,
+git state, manifests.
 
 Writes are atomic (temp file in the same folder + os.replace) so a killed job never leaves a
-half-written manifest or shard that a resumed run would trust.
+half-written manifest or shard that a resumed run would trust. Names that come from data (item
+ids from tar members, jsonl or parquet) become file names only through `safe_name`, and every
+such write goes through `inside`, so a crafted id such as `../../x` cannot leave its folder.
 """
 
 import hashlib
 import json
 import os
 import platform
+import re
 import subprocess
 import tempfile
 from datetime import datetime, timezone
 from importlib import metadata
 from pathlib import Path
 from typing import Any, Iterable
+
+
+SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
+
+
+def safe_name(text: str) -> str:
+    """A file name for an untrusted id: the id itself when it is a plain name (letters, digits and
+    `._-`, at most 100 characters, no leading dot), else its plain characters plus a hash of the
+    whole id, so that two different ids never share a file."""
+    if SAFE_NAME.fullmatch(text) and ".." not in text:
+        return text
+    plain = re.sub(r"[^A-Za-z0-9._-]+", "_", text).replace("..", "_").strip("._-")[:64]
+    digest = hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()[:12]
+    return f"{plain}-{digest}" if plain else digest
+
+
+def inside(folder: str | os.PathLike, relative: str | os.PathLike) -> Path:
+    """`folder / relative`, refusing (ValueError) any path that resolves outside `folder`."""
+    root = Path(folder).resolve()
+    path = (root / relative).resolve()
+    if not path.is_relative_to(root):
+        raise ValueError(f"refusing to use {str(relative)!r}: it resolves outside {folder}")
+    return path
 
 
 def atomic_write_text(path: str | os.PathLike, text: str) -> Path:

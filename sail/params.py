@@ -13,7 +13,9 @@ notebook's folder (as JupyterLab does).
 import math
 import numbers
 import os
+import re
 from dataclasses import dataclass
+from pathlib import Path
 from types import SimpleNamespace
 from typing import Callable
 
@@ -73,3 +75,12 @@ def check_parameters(profile: str, **named: tuple[object, Rule]) -> SimpleNamesp
     if bad:
         raise ParameterError("bad notebook parameters: " + "; ".join(bad))
     return SimpleNamespace(**{name: value for name, (value, _) in checks.items()})
+
+
+def artifacts_root(artifacts_dir: str, profile: str) -> Path:
+    """Where a notebook reads and writes: `artifacts_dir` as `sail run` sets it
+    (`<output-dir>/<profile>/artifacts`), else `../outputs/<profile>/artifacts` for a notebook opened
+    in JupyterLab. The profile names a folder, so only a plain name is accepted."""
+    if not artifacts_dir and not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_-]*", str(profile)):
+        raise ParameterError(f"bad notebook parameters: profile={profile!r} (expected one of {', '.join(PROFILES)})")
+    return Path(artifacts_dir or f"../outputs/{profile}/artifacts")

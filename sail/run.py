@@ -7,13 +7,23 @@ The executed copy goes to `<output-dir>/<profile>/<stem>.ipynb`, and `manifest.j
 records what ran, with which parameters, code and packages, and how long it took. The first
 failure stops the run with one line naming the notebook, the cell and the error.
 
-The runner does not judge the profile name: an unknown one reaches the notebook, whose
-`check_parameters` cell rejects it with a message that names the valid ones.
+Every parameter given (`-p`, or a profile file) must be one that a notebook declares in its
+`parameters` cell: a typo stops the run before anything executes, naming the closest known
+name. Each notebook receives only the parameters it declares, so `common` values reach the
+notebooks that use them. One run writes only under `<output-dir>/<profile>/`: the runner sets
+every notebook's `artifacts_dir` to `<output-dir>/<profile>/artifacts` (it cannot be overridden),
+so a run into a fresh folder neither reads nor overwrites another run's artifacts.
+
+The runner judges only the profile's form (a plain name, since it names a folder); an unknown
+plain name reaches the notebook, whose `check_parameters` cell rejects it naming the valid ones.
 """
 
 import argparse
+import ast
+import difflib
 import json
 import logging
+import os
 import re
 import sys
 from pathlib import Path
@@ -26,6 +36,8 @@ from sail.manifest import git_commit, write_manifest
 
 REPO = Path(__file__).resolve().parents[1]
 NUMBERED = "[0-9][0-9]_*.ipynb"
+PROFILE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]*")
+RUNNER_SET = ("profile", "artifacts_dir")  # parameters only the runner passes
 
 
 class UsageError(Exception):
@@ -89,11 +101,69 @@ def load_profile(configs_dir: Path, profile: str) -> dict[str, dict[str, Any]]:
     return {name: params or {} for name, params in sections.items()}
 
 
+def declared_parameters(notebook: Path) -> list[str]:
+    """The names the notebook's `parameters` cell assigns, read with `ast` (papermill's own parser
+    skips lines that end in a comment); a notebook without such a cell declares none."""
+    for cell in nbformat.read(notebook, as_version=4).cells:
+        if cell.cell_type == "code" and "parameters" in cell.metadata.get("tags", []):
+            try:
+                tree = ast.parse(cell.source)
+            except SyntaxError as error:
+                raise UsageError(f"{notebook}: its parameters cell is not valid Python ({error})") from None
+            targets = [t for node in tree.body if isinstance(node, (ast.Assign, ast.AnnAssign))
+                       for t in (node.targets if isinstance(node, ast.Assign) else [node.target])]
+            return [t.id for t in targets if isinstance(t, ast.Name)]
+    return []
+
+
+def check_known(given: dict[str, Any], declared: set[str], where: str) -> None:
+    """Raise UsageError for any name in `given` that no notebook declares, naming the closest known one."""
+    problems = []
+    for name in sorted(set(given) - declared):
+        close = difflib.get_close_matches(name, sorted(declared), n=1)
+        problems.append(f"{name!r}" + (f" (did you mean {close[0]!r}?)" if close else ""))
+    if problems:
+        raise UsageError(f"unknown parameter{'s' if len(problems) > 1 else ''} {', '.join(problems)} {where}")
+
+
+def check_parameter_names(notebooks: Sequence[Path], notebooks_dir: Path, sections: dict[str, dict[str, Any]],
+                          overrides: dict[str, Any], profile: str) -> dict[Path, list[str]]:
+    """Every name given must be declared: `-p` ones by a notebook of this run, a profile's `common`
+    ones by any numbered notebook, a notebook section's by that notebook. Returns what each declares."""
+    declared = {notebook: declared_parameters(notebook) for notebook in {*notebooks, *notebooks_dir.glob(NUMBERED)}}
+    stems = {notebook.stem for notebook in declared}
+    unknown_sections = sorted(set(sections) - stems - {"common"})
+    if unknown_sections:
+        raise UsageError(f"{profile}.yaml has sections for no notebook: {', '.join(unknown_sections)} "
+                         f"(notebooks: {', '.join(sorted(stems))})")
+
+    def names(selected) -> set[str]:
+        return {name for notebook in selected for name in declared[notebook]} - set(RUNNER_SET)
+
+    check_known(overrides, names(notebooks), f"given with -p (not a parameter of {', '.join(nb.stem for nb in notebooks)})")
+    check_known(sections.get("common", {}), names(declared), f"in the common section of {profile}.yaml")
+    for notebook in notebooks:
+        check_known(sections.get(notebook.stem, {}), names([notebook]), f"in the {notebook.stem} section of {profile}.yaml")
+    return {notebook: declared[notebook] for notebook in notebooks}
+
+
 def notebook_parameters(
-    sections: dict[str, dict[str, Any]], stem: str, profile: str, overrides: dict[str, Any]
+    sections: dict[str, dict[str, Any]], stem: str, profile: str, overrides: dict[str, Any],
+    declared: Sequence[str] | None = None,
 ) -> dict[str, Any]:
-    """Parameters for one notebook: common → the notebook's section → overrides, and the profile."""
-    return {**sections.get("common", {}), **sections.get(stem, {}), **overrides, "profile": profile}
+    """Parameters for one notebook: common → the notebook's section → overrides, and the profile;
+    when `declared` is given, only the names the notebook declares."""
+    merged = {**sections.get("common", {}), **sections.get(stem, {}), **overrides, "profile": profile}
+    return merged if declared is None else {k: v for k, v in merged.items() if k in declared}
+
+
+def artifacts_parameter(out_dir: Path, notebook: Path) -> str:
+    """`<out_dir>/artifacts` as the notebook (whose working directory is its folder) should see it:
+    relative when both lie in the repository, so outputs name no machine's absolute paths."""
+    artifacts = (out_dir / "artifacts").resolve()
+    if artifacts.is_relative_to(REPO) and notebook.resolve().is_relative_to(REPO):
+        return os.path.relpath(artifacts, notebook.resolve().parent)
+    return str(artifacts)
 
 
 def _shown(path: Path) -> str:
@@ -200,9 +270,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     overrides = {name: parse_value(value) for name, value in args.parameter}
     if "profile" in overrides:
         parser.error("set the profile with --profile, not -p profile")
+    if "artifacts_dir" in overrides:
+        parser.error("a run's artifacts go to <output-dir>/<profile>/artifacts: set --output-dir, not -p artifacts_dir")
+    if not PROFILE_NAME.fullmatch(args.profile):
+        parser.error(f"--profile {args.profile!r} must be a plain name (letters, digits, _ and -): it names a folder")
     try:
         notebooks = find_notebooks(args.notebooks, args.notebooks_dir)
         sections = load_profile(args.configs_dir, args.profile)
+        declared = check_parameter_names(notebooks, args.notebooks_dir, sections, overrides, args.profile)
     except UsageError as e:
         parser.error(str(e))
 
@@ -214,7 +289,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     for notebook in notebooks:
         output = out_dir / f"{notebook.stem}.ipynb"
         print(f"sail: running {notebook.stem} (profile {args.profile}) -> {_shown(output)}", flush=True)
-        parameters = notebook_parameters(sections, notebook.stem, args.profile, overrides)
+        parameters = notebook_parameters(sections, notebook.stem, args.profile, overrides, declared[notebook])
+        if "artifacts_dir" in declared[notebook]:
+            parameters["artifacts_dir"] = artifacts_parameter(out_dir, notebook)
         entry = execute(notebook, output, parameters, args.kernel, args.log_output, args.timeout)
         entries[notebook.stem] = {**entry, "commit": git["commit"]}
         write_manifest(manifest_path, repo_dir=REPO, profile=args.profile, git=git, notebooks=entries)

@@ -14,9 +14,9 @@ pytestmark = pytest.mark.notebook
 def test_curation_then_captioner(tmp_path):
     from sail.data import read_front_matter
 
-    artifacts, cards = tmp_path / "artifacts", tmp_path / "cards"
-    common = ("--profile", "tiny", "--output-dir", str(tmp_path / "outputs"), "-p", "artifacts_dir", str(artifacts))
-    run = sail_run("01_curation", *common, "-p", "data_cards_dir", str(cards), "-p", "pool_size", "200",
+    artifacts, cards = tmp_path / "outputs" / "tiny" / "artifacts", tmp_path / "outputs" / "tiny" / "data_cards"
+    common = ("--profile", "tiny", "--output-dir", str(tmp_path / "outputs"))
+    run = sail_run("01_curation", *common, "-p", "pool_size", "200",
                    "-p", "reference_size", "64", "-p", "clusters", "4")
     assert run.returncode == 0, run.stderr[-3000:]
 
@@ -57,3 +57,37 @@ def test_curation_then_captioner(tmp_path):
     assert (captioner / "README.md").read_text().startswith("---\n")
     sheet = (artifacts / "captioner-eval" / "human_eval.csv").read_text().splitlines()
     assert len(sheet) == 1 + 2 * 5 and "accuracy_1to5" in sheet[0]
+
+
+def test_curation_reads_a_crafted_shard_safely_and_its_card_counts_the_drops(tmp_path):
+    import io
+    import tarfile
+
+    from sail.data import build_pool, read_image_folder, write_webdataset
+
+    build_pool(tmp_path / "pool", 40, seed=3, defects=False)
+    items = list(read_image_folder(tmp_path / "pool"))
+    shards = tmp_path / "shards"
+    write_webdataset(items[:30], shards, per_shard=15)
+    with tarfile.open(shards / "shard-crafted.tar", "w") as tar:  # a member named to climb out of the export
+        for extension, data in (("png", items[30].read_bytes()), ("txt", b"a crafted sample")):
+            info = tarfile.TarInfo(f"../../../../../../escaped.{extension}")
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    whole = (shards / "shard-00001.tar").read_bytes()
+    (shards / "shard-00001.tar").write_bytes(whole[: len(whole) // 2])  # cut short mid-shard
+
+    outputs = tmp_path / "outputs"
+    run = sail_run("01_curation", "--profile", "tiny", "--output-dir", str(outputs), "-p", "data_format", "webdataset",
+                   "-p", "data_path", str(shards), "-p", "reference_size", "8", "-p", "clusters", "2")
+    assert run.returncode == 0, run.stderr[-3000:]
+
+    card = json.loads((outputs / "tiny" / "data_cards" / "sail-caption-pool-tiny.json").read_text())
+    read_drops = [row for row in card["curation"]["reasons"] if row["step"] == "read"]
+    assert read_drops == [{"step": "read", "reason": "truncated_shard", "dropped": 1}]
+    assert "| read | truncated_shard | 1 |" in (outputs / "tiny" / "data_cards" / "sail-caption-pool-tiny.md").read_text()
+    escaped = {path.relative_to(tmp_path).as_posix() for path in tmp_path.rglob("*escaped*")}
+    assert escaped <= {f"outputs/tiny/artifacts/curation/{folder}/images/escaped-bfc2c9ba4032.png"
+                       for folder in ("pool", "reference")}
+    assert "outputs/tiny/artifacts/curation/pool/images/escaped-bfc2c9ba4032.png" in escaped
+    assert not (tmp_path.parent / "escaped.png").exists()

@@ -66,6 +66,7 @@ def _bad_items() -> list[Item]:
     out = [Item(id=k, text="a red square", source="test", image=v) for k, v in items.items()]
     out.append(Item(id="missing", text="a red square", source="test", path="/nonexistent/x.png"))
     out.append(Item(id="nothing", text="a red square", source="test"))
+    out.append(Item(id="nul", text="a red square", source="test", path="images/a\0b.png"))  # ValueError in open()
     out.append(Item(id="zero", text="repeated id", source="test", image=jpeg))
     return out
 
@@ -81,7 +82,8 @@ def test_no_bad_input_raises_and_reasons_are_named():
     assert reasons["float"] == "unsupported_mode"
     assert reasons["bomb"] == "too_many_pixels"
     assert reasons["missing"] == reasons["nothing"] == "missing_file"
-    assert reasons["zero#15"] == "duplicate_id"
+    assert reasons["nul"] == "unreadable_file"
+    assert reasons["zero#16"] == "duplicate_id"
     converted = {item.id: item.extra["converted_from"] for item in result.kept}
     assert converted["la"] == "LA" and converted["one_bit"] == "1" and converted["cmyk"] == "CMYK"
     assert converted["gif_anim"] == "P" and converted["i32"].startswith("I")

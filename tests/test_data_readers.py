@@ -101,6 +101,10 @@ def test_image_folder_with_jsonl(tmp_path):
     (folder / "texts.jsonl").write_text("\n".join(lines) + "\n")
     items = list(read_image_folder(folder, annotations="texts.jsonl", file_field="image", text_field="caption",
                                    id_field="uid"))
-    assert [(i.id, i.text) for i in items] == [("7", "a red square"), ("line-00000002", "lost")]
+    assert [(i.id, i.text, i.problem) for i in items] == [
+        ("7", "a red square", None), ("line-00000001", "", "malformed_json"), ("line-00000002", "lost", None)]
     result = run_funnel(items)
+    assert result.dropped["line-00000001"] == {"step": "read", "reason": "malformed_json",
+                                               "detail": result.dropped["line-00000001"]["detail"]}
+    assert result.dropped["line-00000001"]["detail"].startswith("texts.jsonl line 2: ")
     assert result.dropped["line-00000002"]["reason"] == "missing_file"

@@ -24,10 +24,10 @@ def tiny_model_dir(tmp_path_factory, tokenizer, geometry):
 
 
 def test_evaluation_notebook_writes_table1_json(tmp_path, tiny_model_dir):
-    artifacts = tmp_path / "artifacts"
+    artifacts = tmp_path / "outputs" / "tiny" / "artifacts"  # the run's own root, from --output-dir
     run = sail_run("08_evaluation", "--profile", "tiny", "--output-dir", str(tmp_path / "outputs"),
                    "-p", "checkpoints", str(tiny_model_dir), "-p", "samples_per_benchmark", "4",
-                   "-p", "artifacts_dir", str(artifacts), "-p", "train_check_records", "500")
+                   "-p", "train_check_records", "500")
     assert run.returncode == 0, run.stderr[-3000:]
     results = json.loads((artifacts / "08_evaluation.json").read_text())
     assert results["checkpoints"] == {"tiny-vlm": str(tiny_model_dir)}

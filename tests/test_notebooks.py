@@ -12,9 +12,9 @@ pytestmark = pytest.mark.notebook
 
 
 def test_tour_runs_end_to_end(tmp_path):
-    artifacts = tmp_path / "artifacts"
+    artifacts = tmp_path / "outputs" / "tiny" / "artifacts"  # the run's own root, from --output-dir
     run = sail_run("00_tour", "--profile", "tiny", "--output-dir", str(tmp_path / "outputs"),
-                   "-p", "artifacts_dir", str(artifacts), "-p", "lm_drill_steps", "10", "-p", "lm_steps", "30", "-p", "vit_steps", "30",
+                   "-p", "lm_drill_steps", "10", "-p", "lm_steps", "30", "-p", "vit_steps", "30",
                    "-p", "captioner_steps", "10", "-p", "eval_images", "8", "-p", "gallery_images", "4")
     assert run.returncode == 0, run.stderr[-3000:]
     manifest = json.loads((tmp_path / "outputs" / "tiny" / "manifest.json").read_text())

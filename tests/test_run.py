@@ -21,7 +21,8 @@ from sail.manifest import (
     sha256_file,
     write_manifest,
 )
-from sail.run import UsageError, find_notebooks, load_profile, main, notebook_parameters, parse_value
+from sail.run import (UsageError, artifacts_parameter, check_parameter_names, declared_parameters, find_notebooks,
+                      load_profile, main, notebook_parameters, parse_value)
 
 
 def write_notebook(path: Path, parameters: str, *cells: str) -> None:
@@ -40,10 +41,11 @@ def project(tmp_path: Path) -> dict[str, Path]:
     configs.mkdir()
     write_notebook(
         notebooks / "00_ok.ipynb",
-        'profile = "tiny"\nsteps = 1\nname = "default"',
+        'profile = "tiny"\nsteps = 1  # a comment papermill cannot parse\nname = "default"\nartifacts_dir = ""',
         "from sail.params import check_parameters, positive_int\n"
         "p = check_parameters(profile, steps=(steps, positive_int))",
         'import os, sys\nprint(f"{name}:{p.steps}:{sys.executable}:{os.getcwd()}")',
+        "print(artifacts_dir)",
     )
     write_notebook(notebooks / "01_fail.ipynb", 'profile = "tiny"', 'raise ValueError("boom")')
     write_notebook(notebooks / "02_never.ipynb", 'profile = "tiny"', "print('ran')")
@@ -70,12 +72,14 @@ def test_success_writes_notebook_and_manifest(project, capsys):
     assert sail(project, "00", "--profile", "tiny", "-p", "steps", "5") == 0
 
     executed = nbformat.read(project["outputs"] / "tiny" / "00_ok.ipynb", as_version=4)
-    printed = executed.cells[-1].outputs[0].text.strip()
+    printed = executed.cells[-2].outputs[0].text.strip()
     assert printed == f"from-common:5:{sys.executable}:{project['notebooks']}"  # this interpreter, notebook cwd
+    artifacts = project["outputs"].resolve() / "tiny" / "artifacts"  # outside the repository: absolute
+    assert executed.cells[-1].outputs[0].text.strip() == str(artifacts)
 
     manifest = json.loads(manifest_path.read_text())
     entry = manifest["notebooks"]["00_ok"]
-    assert entry["parameters"] == {"name": "from-common", "steps": 5, "profile": "tiny"}
+    assert entry["parameters"] == {"name": "from-common", "steps": 5, "profile": "tiny", "artifacts_dir": str(artifacts)}
     assert entry["status"] == "ok" and entry["error"] is None
     assert entry["duration_s"] > 0 and entry["start_time"] < entry["end_time"]
     assert entry["output"] == str(project["outputs"] / "tiny" / "00_ok.ipynb")
@@ -101,6 +105,7 @@ def test_failure_stops_the_run_and_names_notebook_cell_and_error(project, capsys
     assert notebooks["01_fail"]["status"] == "failed"
     assert notebooks["01_fail"]["error"] == "cell 2 (In [3]): ValueError: boom"
     assert notebooks["01_fail"]["duration_s"] > 0
+    assert notebooks["01_fail"]["parameters"] == {"profile": "tiny"}  # common values reach only notebooks declaring them
     assert "02_never" not in notebooks
 
 
@@ -112,7 +117,8 @@ def test_unknown_profile_is_rejected_by_the_notebook(project, capsys):
     assert "FAILED 00_ok, cell 2 (In [3]): ParameterError: bad notebook parameters: " in line
     assert "profile='huge' (expected one of tiny, small, full)" in line
     entry = json.loads((project["outputs"] / "huge" / "manifest.json").read_text())["notebooks"]["00_ok"]
-    assert entry["parameters"] == {"profile": "huge"} and entry["status"] == "failed"
+    artifacts = str(project["outputs"].resolve() / "huge" / "artifacts")
+    assert entry["parameters"] == {"profile": "huge", "artifacts_dir": artifacts} and entry["status"] == "failed"
 
 
 def test_find_notebooks(project):
@@ -134,6 +140,53 @@ def test_bad_command_lines_exit_with_usage_errors(project, capsys):
             sail(project, *args)
         assert exit_.value.code == 2
     assert "--profile" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("args,message", [
+    (["00", "-p", "stepz", "1"], "unknown parameter 'stepz' (did you mean 'steps'?) given with -p (not a parameter of 00_ok)"),
+    (["01", "-p", "steps", "1"], "unknown parameter 'steps' given with -p (not a parameter of 01_fail)"),
+    (["-p", "zzz", "1", "-p", "nane", "x"], "unknown parameters 'nane' (did you mean 'name'?), 'zzz' given with -p"),
+    (["--profile", "../../x"], "--profile '../../x' must be a plain name"),
+    (["--profile", "a/b"], "--profile 'a/b' must be a plain name"),
+    (["-p", "artifacts_dir", "/elsewhere"], "set --output-dir, not -p artifacts_dir"),
+])
+def test_bad_parameters_stop_the_run_before_anything_executes(project, capsys, args, message):
+    with pytest.raises(SystemExit) as exit_:
+        sail(project, *args)
+    assert exit_.value.code == 2
+    assert message in capsys.readouterr().err
+    assert not project["outputs"].exists()
+
+
+@pytest.mark.parametrize("profile_text,message", [
+    ("common:\n  stepss: 2\n", "unknown parameter 'stepss' (did you mean 'steps'?) in the common section of tiny.yaml"),
+    ("'00_ok':\n  nam: x\n", "unknown parameter 'nam' (did you mean 'name'?) in the 00_ok section of tiny.yaml"),
+    ("'00_okk':\n  name: x\n", "tiny.yaml has sections for no notebook: 00_okk"),
+])
+def test_profile_files_are_checked_against_the_notebooks(project, capsys, profile_text, message):
+    (project["configs"] / "tiny.yaml").write_text(profile_text)
+    with pytest.raises(SystemExit):
+        sail(project, "00")
+    assert message in capsys.readouterr().err
+
+
+def test_declared_parameters_reads_lines_with_comments(project):
+    assert declared_parameters(project["notebooks"] / "00_ok.ipynb") == ["profile", "steps", "name", "artifacts_dir"]
+
+
+def test_artifacts_inside_the_repository_are_passed_relative_to_the_notebook():
+    repo = Path(__file__).resolve().parents[1]
+    assert artifacts_parameter(repo / "outputs" / "tiny", repo / "notebooks" / "00_tour.ipynb") == "../outputs/tiny/artifacts"
+    assert artifacts_parameter(Path("/srv/runs/tiny"), repo / "notebooks" / "00_tour.ipynb") == "/srv/runs/tiny/artifacts"
+
+
+def test_repository_notebooks_accept_the_repository_profiles():
+    repo = Path(__file__).resolve().parents[1]
+    notebooks = find_notebooks([], repo / "notebooks")
+    for profile in ("tiny", "small", "full"):
+        sections = load_profile(repo / "configs" / "profiles", profile)
+        declared = check_parameter_names(notebooks, repo / "notebooks", sections, {}, profile)
+        assert all("profile" in names and "artifacts_dir" in names for names in declared.values())
 
 
 def test_parse_value():

@@ -13,7 +13,8 @@ from PIL import Image
 
 from sail.caption.distill import Annotation
 from sail.caption.teachers import CaptionItem, cost_at_scale
-from sail.data.readers import Item, read_image_folder
+from sail.data.pipeline import read_curated
+from sail.data.readers import Item
 
 
 def load_reference(curation_dir: str | os.PathLike, name: str = "reference") -> list[Item]:
@@ -21,7 +22,7 @@ def load_reference(curation_dir: str | os.PathLike, name: str = "reference") -> 
     directory = Path(curation_dir) / name
     if not (directory / "annotations.jsonl").is_file():
         raise FileNotFoundError(f"{directory} has no annotations.jsonl: run notebook 01 (curation) first")
-    return list(read_image_folder(directory))
+    return read_curated(directory)
 
 
 def _opener(path: str) -> Callable[[], Image.Image]:

@@ -2,7 +2,9 @@
 
 Steps, in order (one streaming pass; an item stops at the first step that drops it):
 
-1. `decode`     — missing file, zero bytes, unidentified bytes, failed `verify()`, truncated or
+0. `read`       — records the reader could not read (`Item.problem`: malformed or non-UTF-8
+                  lines, no image, a path outside the data's root, truncated shards).
+1. `decode`     — missing or unreadable file, zero bytes, unidentified bytes, failed `verify()`, truncated or
                   otherwise failing `load()`, too many pixels (checked before decoding, a
                   decompression-bomb guard), duplicate item id, unsupported mode.
 2. `resolution` — shorter side below `min_side` or longer side above `max_side`.
@@ -55,7 +57,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from sail.data.readers import Item
 from sail.data.sources import ALT_TEXT_OPTIONAL
 
-STEPS = ("decode", "resolution", "aspect", "alt_text", "exact_dup", "near_dup")
+STEPS = ("read", "decode", "resolution", "aspect", "alt_text", "exact_dup", "near_dup")
 
 JUNK_WORDS = frozenset(
     "free download hd wallpaper wallpapers png jpg jpeg gif webp royalty transparent background 4k 8k high "
@@ -156,11 +158,18 @@ def decode(data: bytes, max_pixels: int = FunnelConfig.max_pixels) -> tuple[Imag
 
 def load_rgb(item: Item) -> Image.Image | None:
     """The item's image as RGB through the funnel's own decode path, None if it does not decode."""
+    data, _ = _read_bytes(item)
+    return None if data is None else decode(data)[0]
+
+
+def _read_bytes(item: Item) -> tuple[bytes | None, str | None]:
+    """(bytes, None) or (None, reason): a path may be missing, unreadable or not a path at all (NUL)."""
     try:
-        data = item.read_bytes()
-    except OSError:
-        return None
-    return decode(data)[0]
+        return item.read_bytes(), None
+    except FileNotFoundError:
+        return None, "missing_file"
+    except (OSError, ValueError):
+        return None, "unreadable_file"
 
 
 # --- alt-text ----------------------------------------------------------------------------------
@@ -304,15 +313,20 @@ def run_funnel(items: Iterable[Item], config: FunnelConfig | None = None) -> Fun
             dropped[item.id if item.id not in dropped else f"{item.id}#{total}"] = {
                 "step": step, "reason": reason, "detail": detail}
 
+        steps["read"].seen += 1
+        if item.problem:
+            drop("read", item.problem, item.extra.get("detail"))
+            continue
+        steps["read"].kept += 1
+
         steps["decode"].seen += 1
         if item.id in seen_ids:
             drop("decode", "duplicate_id")
             continue
         seen_ids.add(item.id)
-        try:
-            data = item.read_bytes()
-        except OSError:
-            drop("decode", "missing_file")
+        data, reason = _read_bytes(item)
+        if data is None:
+            drop("decode", reason)
             continue
         image, reason, info = decode(data, config.max_pixels)
         if image is None:

@@ -8,15 +8,19 @@
 The export layout (read back with `read_curated` or `sail.data.read_image_folder`)::
 
     <out_dir>/
-      images/<id>.png        every image decoded by the funnel's own path, stored as RGB PNG
-      annotations.jsonl      one JSON object per line: id, file (relative to out_dir), source,
+      images/<name>.png      every image decoded by the funnel's own path, stored as RGB PNG;
+                             <name> is the id when it is a plain file name, else a safe name
+                             derived from it (`sail.manifest.safe_name`): ids come from the data
+      annotations.jsonl      one JSON object per line: id (as in the data), file (relative to out_dir), source,
                              alt_text, width, height, sha256 (of the original bytes), category,
                              converted_from (original mode, or null), cluster (reference subset
                              only) and, for world data, record (the ground truth, a JSON string)
       summary.json           counts per source and category, and the sha256 of annotations.jsonl
 
-Images that no longer decode are skipped and counted (`skipped` in the summary); after the funnel
-there are none.
+Items are skipped and counted by reason (`skipped` in the summary): an image that no longer
+decodes (after the funnel there are none), or an id whose safe name another id already took
+(only a crafted id can do that; the first keeps the file).  Every image is written through `sail.manifest.inside`, so no id can place a file
+outside `<out_dir>/images`.
 """
 
 from __future__ import annotations
@@ -32,19 +36,23 @@ import pandas as pd
 from sail.data.balance import category_of
 from sail.data.curation import load_rgb
 from sail.data.readers import Item, read_hf, read_image_folder, read_webdataset
-from sail.manifest import atomic_write_json, atomic_write_text, sha256_file
+from sail.manifest import atomic_write_json, atomic_write_text, inside, safe_name, sha256_file
 
 FORMATS = ("world", "hf", "webdataset", "folder")
 
 
-def read_items(data_format: str, path: str | os.PathLike, *, source: str | None = None) -> Iterator[Item]:
-    """Items from `path` in one of the real-data formats (`world` pools are image folders too)."""
+def read_items(data_format: str, path: str | os.PathLike, *, source: str | None = None,
+               allow_outside_root: bool = False) -> Iterator[Item]:
+    """Items from `path` in one of the real-data formats (`world` pools are image folders too).
+
+    `allow_outside_root` lets image paths in the data (hf, folder) lead outside its own folder;
+    shards carry their images inside, so it does not apply to webdataset."""
     if data_format == "hf":
-        return read_hf(path, source=source)
+        return read_hf(path, source=source, allow_outside_root=allow_outside_root)
     if data_format == "webdataset":
         return read_webdataset(path, source=source or "webdataset")
     if data_format in ("folder", "world"):
-        return read_image_folder(path, source=source)
+        return read_image_folder(path, source=source, allow_outside_root=allow_outside_root)
     raise ValueError(f"unknown data_format {data_format!r}; expected one of {', '.join(FORMATS)}")
 
 
@@ -73,14 +81,15 @@ def export_items(items: Iterable[Item], out_dir: str | os.PathLike, *, clusters:
     """Write items as `images/<id>.png` + `annotations.jsonl` + `summary.json` (layout in the module doc)."""
     out_dir = Path(out_dir)
     (out_dir / "images").mkdir(parents=True, exist_ok=True)
-    lines, sources, categories, skipped = [], Counter(), Counter(), 0
+    lines, sources, categories, skipped, files = [], Counter(), Counter(), Counter(), set()
     for item in items:
+        file = f"images/{safe_name(item.id)}.png"
         image = load_rgb(item)
-        if image is None:
-            skipped += 1
+        if image is None or file in files:
+            skipped["undecodable" if image is None else "name_taken"] += 1
             continue
-        file = f"images/{item.id}.png"
-        image.save(out_dir / file, format="PNG")
+        files.add(file)
+        image.save(inside(out_dir, file), format="PNG")
         record = item.extra.get("record")
         category = category_of(item)
         row = {"id": item.id, "file": file, "source": item.source, "alt_text": item.text,
@@ -94,17 +103,25 @@ def export_items(items: Iterable[Item], out_dir: str | os.PathLike, *, clusters:
         sources[item.source] += 1
         categories[category] += 1
     annotations = atomic_write_text(out_dir / "annotations.jsonl", "\n".join(lines) + ("\n" if lines else ""))
-    summary = {"items": len(lines), "skipped": skipped, "sources": dict(sorted(sources.items())),
+    summary = {"items": len(lines), "skipped": dict(skipped), "sources": dict(sorted(sources.items())),
                "categories": dict(sorted(categories.items())), "annotations_sha256": sha256_file(annotations),
-               "layout": "images/<id>.png + annotations.jsonl (id, file, source, alt_text, width, height, sha256, "
+               "layout": "images/<name>.png + annotations.jsonl (id, file, source, alt_text, width, height, sha256, "
                          "category, converted_from[, cluster][, record])"}
     atomic_write_json(out_dir / "summary.json", summary)
     return summary
 
 
 def read_curated(directory: str | os.PathLike) -> list[Item]:
-    """The items `export_items` wrote (world records parsed back into `extra["record"]`)."""
-    return list(read_image_folder(directory))
+    """The items `export_items` wrote (world records parsed back into `extra["record"]`).
+
+    An export is the pipeline's own output: a line it cannot read means the export is damaged,
+    which raises (naming the lines) instead of quietly training on part of it.
+    """
+    items = list(read_image_folder(directory))
+    bad = [f"{item.id} ({item.problem}: {item.extra['detail']})" for item in items if item.problem]
+    if bad:
+        raise ValueError(f"{directory} is damaged: {len(bad)} unreadable annotation lines, e.g. {'; '.join(bad[:3])}")
+    return items
 
 
 __all__ = ["FORMATS", "alt_text_summary", "export_items", "read_curated", "read_items"]
