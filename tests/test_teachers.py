@@ -2,7 +2,8 @@
 
 The real server is `transformers serve` hosting a tiny random InternVL saved here (one server for
 the module, started through `sail.caption.serve`, which registers the image-only processor first).
-Retries and key hygiene use a scripted stand-in HTTP server, whose failures we control.
+Retries, refused replies, resume and key hygiene use a scripted stand-in HTTP server, whose
+failures we control; its teachers record their waits instead of sleeping.
 """
 
 from __future__ import annotations
@@ -11,7 +12,10 @@ import json
 import logging
 import pickle
 import random
+import re
 import threading
+from datetime import datetime, timedelta, timezone
+from email.utils import format_datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
@@ -46,7 +50,8 @@ def served(tmp_path_factory, tokenizer, geometry):
 
 
 def served_teacher(served, **kwargs) -> OpenAIChatTeacher:
-    return OpenAIChatTeacher(served["base_url"], served["model"], api_key_env=None, max_tokens=4, backoff=0.05, **kwargs)
+    kwargs.setdefault("max_tokens", 4)
+    return OpenAIChatTeacher(served["base_url"], served["model"], api_key_env=None, backoff=0.05, **kwargs)
 
 
 def test_the_image_reaches_the_served_model(served, records):
@@ -55,8 +60,8 @@ def test_the_image_reaches_the_served_model(served, records):
     tokenizer = processor.tokenizer
     teacher = served_teacher(served)
     item = world_items(records[:1])[0]
-    with_image = teacher.complete(teacher.messages(item)).usage.prompt_tokens
-    text_only = teacher.complete(user_message(CAPTION_PROMPT)).usage.prompt_tokens
+    with_image = teacher.complete(teacher.messages(item)).usage["prompt_tokens"]
+    text_only = teacher.complete(user_message(CAPTION_PROMPT)).usage["prompt_tokens"]
 
     # The same two prompts through our processor, here: the server must count exactly these tokens.
     def local_count(image: bool) -> int:
@@ -72,42 +77,38 @@ def test_the_image_reaches_the_served_model(served, records):
     assert with_image - text_only == processor.image_seq_length + 2 + newline == 19
 
 
-def test_a_resumed_run_requests_only_uncached_ids(served, records, tmp_path):
+def test_a_real_server_s_truncated_reply_is_billed_but_never_cached(served, records, tmp_path):
+    """One new token always ends with finish_reason "length" (an EOS counts too): no caption, however short."""
     cache = tmp_path / "captions.jsonl"
-    items = world_items(records[:5])
-    first = served_teacher(served, cache_path=cache, max_concurrency=2)
-    captions_a = first.caption(items[:3])
-    assert first.stats.requested == first.stats.attempts == 3
-
-    resumed = served_teacher(served, cache_path=cache, max_concurrency=2)
-    captions_b = resumed.caption(items)
-    assert (resumed.stats.requested, resumed.stats.attempts, resumed.stats.cached) == (2, 2, 3)
-    assert captions_b[:3] == captions_a
-
-    again = served_teacher(served, cache_path=cache)
-    assert again.caption(list(reversed(items))) == list(reversed(captions_b))
-    assert again.stats.attempts == 0
-    lines = [json.loads(line) for line in cache.read_text().splitlines()]
-    assert sorted(line["id"] for line in lines) == sorted(i.id for i in items)  # each image exactly once
-    assert all(line["usage"]["prompt_tokens"] > 0 for line in lines)
-
-    other_prompt = served_teacher(served, cache_path=cache, prompt="What is shown?")
-    assert other_prompt.cached_entries() == {}  # a cache belongs to one model + prompt + settings
+    items = world_items(records[:2])
+    teacher = served_teacher(served, cache_path=cache, max_tokens=1, cost_per_caption=0.01)
+    with pytest.raises(CaptionRequestError, match=r"2 of 2 requests failed \(first: item '.*' at "
+                                                  rf"{re.escape(served['base_url'])}: truncated reply"):
+        teacher.caption(items)
+    assert (teacher.stats.attempts, teacher.stats.refused, teacher.stats.completion_tokens) == (2, 2, 2)
+    assert teacher.spent.captions == 0 and teacher.spent.usd == pytest.approx(0.02)
+    assert not cache.exists() and served_teacher(served, cache_path=cache, max_tokens=1).cached_entries() == {}
 
 
 # --- a scripted stand-in server -----------------------------------------------------------
 
 
-def completion(text: str) -> dict:
+def completion(text: str | None, finish_reason: str = "stop") -> dict:
     return {"id": "chatcmpl-1", "object": "chat.completion", "created": 0, "model": "stub",
-            "choices": [{"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": text}}],
+            "choices": [{"index": 0, "finish_reason": finish_reason,
+                         "message": {"role": "assistant", "content": text}}],
             "usage": {"prompt_tokens": 7, "completion_tokens": 3, "total_tokens": 10}}
 
 
 @pytest.fixture
 def stub():
-    """An HTTP server answering /v1/chat/completions with the scripted statuses, then 200s."""
-    state = {"script": [], "posts": 0, "auth": [], "lock": threading.Lock()}
+    """An HTTP server answering /v1/chat/completions as scripted, then with 200s ("caption <n>" for post n).
+
+    A script entry is a status (with a stock body), or (status, body, headers): body a JSON-able
+    object, raw bytes, or None for the stock one. Teachers made by `stub_teacher` record their
+    waits in `waits` instead of sleeping.
+    """
+    state = {"script": [], "posts": 0, "auth": [], "waits": [], "lock": threading.Lock()}
 
     class Handler(BaseHTTPRequestHandler):
         def do_POST(self):  # noqa: N802 - http.server's naming
@@ -115,10 +116,15 @@ def stub():
             with state["lock"]:
                 state["posts"] += 1
                 state["auth"].append(self.headers.get("Authorization"))
-                status = state["script"].pop(0) if state["script"] else 200
+                entry = state["script"].pop(0) if state["script"] else 200
                 n = state["posts"]
-            body = json.dumps(completion(f"caption {n}") if status == 200 else {"error": {"message": "boom"}}).encode()
+            status, body, headers = entry if isinstance(entry, tuple) else (entry, None, {})
+            if body is None:
+                body = completion(f"caption {n}") if status == 200 else {"error": {"message": "boom"}}
+            body = body if isinstance(body, bytes) else json.dumps(body).encode()
             self.send_response(status)
+            for name, value in headers.items():
+                self.send_header(name, value)
             self.send_header("Content-Type", "application/json")
             self.send_header("Content-Length", str(len(body)))
             self.end_headers()
@@ -138,7 +144,12 @@ def stub():
 
 def stub_teacher(stub, **kwargs) -> OpenAIChatTeacher:
     kwargs.setdefault("api_key_env", None)
-    return OpenAIChatTeacher(stub["base_url"], "stub", backoff=0.01, **kwargs)
+    return OpenAIChatTeacher(stub["base_url"], "stub", backoff=0.01, sleep=stub["waits"].append, **kwargs)
+
+
+def failed(item: CaptionItem, base_url: str, cause: str) -> str:
+    """The `match=` pattern of a one-item failure: the item, the server, then the cause (a regex)."""
+    return rf"1 of 1 requests failed \(first: item {re.escape(repr(item.id))} at {re.escape(base_url)}: {cause}"
 
 
 def test_failures_are_retried_with_backoff(stub, records):
@@ -146,12 +157,83 @@ def test_failures_are_retried_with_backoff(stub, records):
     teacher = stub_teacher(stub, max_retries=3)
     assert teacher.caption(world_items(records[:1])) == ["caption 4"]
     assert (stub["posts"], teacher.stats.retries, teacher.stats.attempts) == (4, 3, 4)
+    assert stub["waits"] == pytest.approx([0.01, 0.02, 0.04])
+
+
+def test_retry_after_is_honoured_up_to_max_backoff(stub, records):
+    in_30_s = format_datetime(datetime.now(timezone.utc) + timedelta(seconds=30), usegmt=True)
+    stub["script"] = [(429, None, {"Retry-After": "7"}), (503, None, {"Retry-After": "1.5"}),
+                      (429, None, {"Retry-After": "3600"}), (503, None, {"Retry-After": in_30_s}),
+                      (500, None, {"Retry-After": "9"})]  # only 429 and 503 are asked to wait: backoff
+    teacher = stub_teacher(stub, max_retries=5, max_backoff=60)
+    assert teacher.caption(world_items(records[:1])) == ["caption 6"]
+    assert stub["waits"][:3] == [7.0, 1.5, 60.0]
+    assert stub["waits"][3] == pytest.approx(30, abs=1.5) and stub["waits"][4] == pytest.approx(0.01 * 2 ** 4)
+
+
+def test_connection_failures_name_the_server_after_retries(records):
+    from sail.caption.serve import free_port
+
+    waits = []
+    base_url = f"http://127.0.0.1:{free_port()}/v1"  # nothing listens there
+    item = world_items(records[:1])[0]
+    teacher = OpenAIChatTeacher(base_url, "m", api_key_env=None, max_retries=2, backoff=0.5, sleep=waits.append)
+    with pytest.raises(CaptionRequestError, match=failed(item, base_url, r"APIConnectionError: .*gave up after 3")):
+        teacher.caption([item])
+    assert waits == [0.5, 1.0] and teacher.stats.attempts == 3
+
+
+@pytest.mark.parametrize("content, finish_reason, cause", [
+    (None, "stop", r"filtered reply \(null content, finish_reason 'stop'\)"),
+    ("I can't help with that", "content_filter", r"filtered reply \(finish_reason 'content_filter'\)"),
+    ("A red circle sits at the top left and a", "length", r"truncated reply \(finish_reason 'length'\)"),
+    (" ", "stop", "empty reply"),
+], ids=["null-content", "content-filter", "length", "blank"])
+def test_a_filtered_or_truncated_reply_is_billed_never_cached_and_requested_again(
+        stub, records, tmp_path, content, finish_reason, cause):
+    cache = tmp_path / "c.jsonl"
+    items = world_items(records[:1])
+    stub["script"] = [(200, completion(content, finish_reason), {})]
+    teacher = stub_teacher(stub, cache_path=cache, cost_per_caption=0.01)
+    with pytest.raises(CaptionRequestError, match=failed(items[0], stub["base_url"], cause)):
+        teacher.caption(items)
+    assert stub["posts"] == 1 and stub["waits"] == []  # not retried: it would be filtered or cut again
+    assert teacher.cached_entries() == {} and teacher.spent.captions == 0
+    assert teacher.spent.usd == pytest.approx(0.01)  # the server bills it, so the spend says so
+    assert (teacher.stats.refused, teacher.stats.requested, teacher.stats.completion_tokens) == (1, 0, 3)
+    resumed = stub_teacher(stub, cache_path=cache)
+    assert resumed.cached_entries() == {}  # nothing on disk
+    assert resumed.caption(items) == ["caption 2"] and stub["posts"] == 2
+    assert [json.loads(line)["caption"] for line in cache.read_text().splitlines()] == ["caption 2"]
+
+
+def test_a_reply_without_finish_reason_is_a_complete_caption(stub, records):
+    body = completion("A red circle.")
+    del body["choices"][0]["finish_reason"]
+    stub["script"] = [(200, body, {})]
+    assert stub_teacher(stub).caption(world_items(records[:1])) == ["A red circle."]
+
+
+@pytest.mark.parametrize("body, cause", [
+    (b"<html>Welcome to nginx!</html>", r"reply is not JSON \(content-type 'application/json'\); is base_url"),
+    ({"choices": []}, r"reply has no choices \(choices: \[\]\)"),
+    ({"error": {"message": "overloaded"}}, r"reply has no choices \(not a chat completion\)"),
+    ({"choices": [{"index": 0, "finish_reason": "stop"}]}, "reply's first choice has no message with text content"),
+], ids=["not-json", "empty-choices", "error-object", "no-message"])
+def test_a_body_that_is_not_a_chat_completion_names_the_cause(stub, records, body, cause):
+    item = world_items(records[:1])[0]
+    stub["script"] = [(200, body, {})]
+    teacher = stub_teacher(stub)
+    with pytest.raises(CaptionRequestError, match=failed(item, stub["base_url"], cause)):
+        teacher.caption([item])
+    assert stub["posts"] == 1 and teacher.cached_entries() == {}
 
 
 def test_client_errors_are_not_retried_and_exhausted_retries_resume(stub, records, tmp_path):
     stub["script"] = [400]
-    with pytest.raises(CaptionRequestError, match="1 of 1 requests failed"):
-        stub_teacher(stub).caption(world_items(records[:1]))
+    item = world_items(records[:1])[0]
+    with pytest.raises(CaptionRequestError, match=failed(item, stub["base_url"], "BadRequestError: Error code: 400")):
+        stub_teacher(stub).caption([item])
     assert stub["posts"] == 1
 
     cache = tmp_path / "c.jsonl"
@@ -164,6 +246,29 @@ def test_client_errors_are_not_retried_and_exhausted_retries_resume(stub, record
     resumed = stub_teacher(stub, cache_path=cache)
     assert len(resumed.caption(items)) == 2
     assert resumed.stats.requested == 1 and stub["posts"] == 5
+
+
+def test_a_resumed_run_requests_only_uncached_ids(stub, records, tmp_path):
+    cache = tmp_path / "captions.jsonl"
+    items = world_items(records[:5])
+    first = stub_teacher(stub, cache_path=cache, max_concurrency=2)
+    captions_a = first.caption(items[:3])
+    assert first.stats.requested == first.stats.attempts == 3
+
+    resumed = stub_teacher(stub, cache_path=cache, max_concurrency=2)
+    captions_b = resumed.caption(items)
+    assert (resumed.stats.requested, resumed.stats.attempts, resumed.stats.cached) == (2, 2, 3)
+    assert captions_b[:3] == captions_a
+
+    again = stub_teacher(stub, cache_path=cache)
+    assert again.caption(list(reversed(items))) == list(reversed(captions_b))
+    assert again.stats.attempts == 0
+    lines = [json.loads(line) for line in cache.read_text().splitlines()]
+    assert sorted(line["id"] for line in lines) == sorted(i.id for i in items)  # each image exactly once
+    assert all(line["usage"] == {"prompt_tokens": 7, "completion_tokens": 3} for line in lines)
+
+    other_prompt = stub_teacher(stub, cache_path=cache, prompt="What is shown?")
+    assert other_prompt.cached_entries() == {}  # a cache belongs to one model + prompt + settings
 
 
 def test_a_truncated_cache_line_is_skipped(stub, records, tmp_path):

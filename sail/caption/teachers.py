@@ -12,9 +12,10 @@ One interface, `Teacher.caption(items) -> list[str]` (one caption per item, in o
   the alt-text names (see `WorldTeacher`).
 - `OpenAIChatTeacher`: any OpenAI-compatible chat-completions server: hosted GPT-4o, lmdeploy's
   `api_server`, vLLM, `transformers serve` (`sail.caption.serve`). Images go as base64 PNG data
-  URLs; requests run with a concurrency limit, retry with exponential backoff, and every caption
-  is appended to a jsonl cache as soon as it arrives, so a killed run resumes where it stopped and
-  captions every image exactly once. The API key is read from an environment variable only.
+  URLs; requests run with a concurrency limit, retry with exponential backoff (or the server's
+  `Retry-After`), and every complete caption is appended to a jsonl cache as soon as it arrives,
+  so a killed run resumes where it stopped and captions every image exactly once. Filtered or
+  truncated replies are refused, never cached. The API key is read from an environment variable only.
 
 Items are `CaptionItem(id, image, alt_text, record)`; `world_items(records, alt_texts)` makes them
 from world records (images rendered on demand).
@@ -33,9 +34,11 @@ import re
 import threading
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from email.utils import parsedate_to_datetime
 from pathlib import Path
 from typing import Any
 
@@ -128,6 +131,8 @@ class Budget:
 
 @dataclass
 class Spent:
+    """Captions produced, and dollars: those captions plus billed replies that gave none (filtered, truncated)."""
+
     captions: int = 0
     usd: float = 0.0
 
@@ -135,9 +140,9 @@ class Spent:
 class Teacher(ABC):
     """A captioner with a price. Subclasses implement `caption(items)`, calling `check_budget` first.
 
-    `cost_per_caption` (USD) is charged for every caption the teacher produces (and every `ask`);
-    `budget` bounds the total. A request that would go beyond the budget raises `BudgetExceeded`
-    before any work is done, with the arithmetic in the message.
+    `cost_per_caption` (USD) is charged for every caption the teacher produces (and every `ask`),
+    and for every billed reply that gave no caption; `budget` bounds the total. A request that would
+    go beyond the budget raises `BudgetExceeded` before any work is done, with the arithmetic in the message.
     """
 
     name = "teacher"
@@ -164,9 +169,10 @@ class Teacher(ABC):
                 f"{self.name}: {n_new} new captions x ${self.cost_per_caption:g} = ${cost:,.4f}, + ${spent.usd:,.4f} "
                 f"already spent = ${spent.usd + cost:,.4f} > budget of ${budget.max_usd:,.4f}")
 
-    def _charge(self, n: int = 1) -> None:
+    def _charge(self, n: int = 1, *, caption: bool = True) -> None:
+        """Spend the price of `n` replies; `caption=False` for billed replies that gave no caption."""
         with self._spend_lock:
-            self.spent.captions += n
+            self.spent.captions += n if caption else 0
             self.spent.usd += n * self.cost_per_caption
 
     def estimate(self, n_images: int) -> float:
@@ -275,7 +281,9 @@ class WorldTeacher(Teacher):
 # --- the OpenAI-compatible chat teacher -------------------------------------------------
 
 class CaptionRequestError(RuntimeError):
-    """Some items could not be captioned after all retries; the others are cached."""
+    """A chat request gave no usable reply: an HTTP error, a connection failure after all retries, a
+    body that is not a chat completion, or a filtered or truncated caption. The message names the
+    server (never the key), the item and the cause; from `caption`, the other items are cached."""
 
 
 def _retryable(error: Exception) -> bool:
@@ -286,6 +294,50 @@ def _retryable(error: Exception) -> bool:
     if isinstance(error, openai.APIStatusError):
         return error.status_code in (408, 409, 429) or error.status_code >= 500
     return False
+
+
+def _retry_after(error: Exception) -> float | None:
+    """Seconds a 429/503 asks us to wait in `Retry-After` (seconds or an HTTP date); None if it does not say."""
+    import openai
+
+    if not isinstance(error, openai.APIStatusError) or error.status_code not in (429, 503):
+        return None
+    value = error.response.headers.get("retry-after", "")
+    try:
+        seconds = float(value)
+    except ValueError:
+        try:
+            when = parsedate_to_datetime(value)
+        except (TypeError, ValueError):
+            return None
+        when = when if when.tzinfo else when.replace(tzinfo=timezone.utc)  # HTTP dates are GMT
+        seconds = (when - datetime.now(timezone.utc)).total_seconds()
+    return seconds if seconds > 0 else 0.0  # a date in the past (or NaN): retry now
+
+
+@dataclass(frozen=True)
+class ChatReply:
+    """The first choice of a chat completion: its text (None when withheld), why it ended, and its token usage."""
+
+    content: str | None
+    finish_reason: str | None
+    usage: dict[str, int] | None
+
+    def incomplete(self) -> str | None:
+        """Why this reply is not a complete caption; None when it is one.
+
+        Complete: non-empty text that ended with finish_reason "stop", or with none (some servers
+        omit it; their text is all there is). "length" is a reply cut at max_tokens; null text or
+        "content_filter" is a filtered reply; any other reason ("tool_calls") carries no caption.
+        """
+        if self.finish_reason == "length":
+            return "truncated reply (finish_reason 'length'); raise max_tokens"
+        if self.content is None or self.finish_reason == "content_filter":
+            null = "null content, " if self.content is None else ""
+            return f"filtered reply ({null}finish_reason {self.finish_reason!r})"
+        if self.finish_reason != "stop" and self.finish_reason is not None:
+            return f"no caption in the reply (finish_reason {self.finish_reason!r})"
+        return None if self.content.strip() else "empty reply"
 
 
 class JsonlCache:
@@ -333,12 +385,14 @@ class JsonlCache:
 
 @dataclass
 class RequestStats:
-    """What the client did: HTTP attempts, retries, captions served from the cache, token usage."""
+    """What the client did: HTTP attempts, retries, captions served from the cache or requested,
+    refused replies (filtered or truncated: billed, no caption), token usage (of every reply)."""
 
     attempts: int = 0
     retries: int = 0
     cached: int = 0
     requested: int = 0
+    refused: int = 0
     prompt_tokens: int = 0
     completion_tokens: int = 0
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
@@ -362,12 +416,21 @@ class OpenAIChatTeacher(Teacher):
         second is used, its `{alt_text}` filled from the item.
     max_concurrency: requests in flight at once (threads).
     max_retries, backoff: a failed request (connection error, timeout, 408/409/429, 5xx) is retried
-        up to `max_retries` times, waiting backoff * 2**attempt seconds (capped by `max_backoff`);
-        other errors (400, 401, ...) are not retried.
+        up to `max_retries` times, waiting the seconds a 429/503's `Retry-After` asks for, else
+        backoff * 2**attempt seconds; either wait is capped by `max_backoff`. Other errors (400,
+        401, ...) and replies that are not chat completions are not retried.
     timeout: seconds per request.
     cache_path: jsonl cache; ids already cached (by the same model, prompt and settings) are not
         requested again, so a resumed run captions every image exactly once. Captions already in
         the cache count as spent against the budget.
+    sleep: how to wait between attempts (tests pass a recorder).
+
+    Only complete captions are cached and counted (see `ChatReply.incomplete`). A filtered or
+    truncated reply is not retried (the same request would be filtered or cut again) and raises
+    `CaptionRequestError`; the item stays uncached, so a later run requests it again. The server
+    bills such a reply, so its price is added to `spent.usd` (not `spent.captions`) and counted in
+    `stats.refused`; that spend lives in this object only, the cache keeps captions alone.
+    Every failure raises `CaptionRequestError`.
     """
 
     name = "openai-chat"
@@ -376,7 +439,8 @@ class OpenAIChatTeacher(Teacher):
                  prompt: str = CAPTION_PROMPT, recaption_prompt: str = RECAPTION_PROMPT, use_alt_text: bool = False,
                  max_concurrency: int = 4, max_retries: int = 5, backoff: float = 1.0, max_backoff: float = 60.0,
                  timeout: float = 60.0, cache_path: str | os.PathLike | None = None, max_tokens: int = 512,
-                 temperature: float = 0.0, cost_per_caption: float = 0.0, budget: Budget | None = None):
+                 temperature: float = 0.0, cost_per_caption: float = 0.0, budget: Budget | None = None,
+                 sleep: Callable[[float], None] = time.sleep):
         super().__init__(cost_per_caption=cost_per_caption, budget=budget)
         import openai
 
@@ -392,7 +456,7 @@ class OpenAIChatTeacher(Teacher):
         self.base_url, self.model, self.api_key_env = base_url, model, api_key_env
         self.prompt, self.recaption_prompt, self.use_alt_text = prompt, recaption_prompt, use_alt_text
         self.max_concurrency, self.max_retries, self.backoff, self.max_backoff = max_concurrency, max_retries, backoff, max_backoff
-        self.timeout, self.max_tokens, self.temperature = timeout, max_tokens, temperature
+        self.timeout, self.max_tokens, self.temperature, self._sleep = timeout, max_tokens, temperature, sleep
         # Retries are ours (counted, logged, same policy everywhere), so the client's own are off.
         self._client = openai.OpenAI(base_url=base_url, api_key=key, timeout=timeout, max_retries=0)
         del key
@@ -424,41 +488,81 @@ class OpenAIChatTeacher(Teacher):
             text = self.prompt
         return user_message(text, item.load_image())
 
-    def complete(self, messages: list[dict]) -> Any:
-        """One chat completion with retries and exponential backoff; returns the response object."""
+    def _error(self, item_id: str | None, cause: str) -> CaptionRequestError:
+        """The one failure type, naming the server (base_url; the key never), the item and the cause."""
+        subject = "a question" if item_id is None else f"item {item_id!r}"
+        return CaptionRequestError(f"{subject} at {self.base_url}: {cause}")
+
+    def complete(self, messages: list[dict], item_id: str | None = None) -> ChatReply:
+        """One chat completion with retries (see the class); every failure raises `CaptionRequestError`.
+
+        The reply is checked for shape only; whether it is a complete caption is the caller's call
+        (`ChatReply.incomplete`). Its tokens are counted either way: the server bills them.
+        """
+        import openai
+
         for attempt in range(self.max_retries + 1):
             self.stats.add(attempts=1)
             try:
-                response = self._client.chat.completions.create(
+                raw = self._client.chat.completions.with_raw_response.create(
                     model=self.model, messages=messages, max_tokens=self.max_tokens, temperature=self.temperature)
-            except Exception as error:  # noqa: BLE001 - classified just below
-                if not _retryable(error) or attempt == self.max_retries:
-                    raise
-                wait = min(self.backoff * 2 ** attempt, self.max_backoff)
-                log.warning("%s: %s, retry %d/%d in %.2f s", self.name, type(error).__name__, attempt + 1,
-                            self.max_retries, wait)
+            except openai.APIError as error:
+                cause = f"{type(error).__name__}: {str(error)[:300]}"
+                if not _retryable(error):
+                    raise self._error(item_id, cause) from error
+                if attempt == self.max_retries:
+                    raise self._error(item_id, f"{cause} (gave up after {attempt + 1} attempts)") from error
+                asked = _retry_after(error)
+                wait = min(self.backoff * 2 ** attempt if asked is None else asked, self.max_backoff)
+                log.warning("%s: %s, retry %d/%d in %.2f s%s", self.name, type(error).__name__, attempt + 1,
+                            self.max_retries, wait, "" if asked is None else " (Retry-After)")
                 self.stats.add(retries=1)
-                time.sleep(wait)
+                self._sleep(wait)
                 continue
-            usage = getattr(response, "usage", None)
-            if usage is not None:
-                self.stats.add(prompt_tokens=usage.prompt_tokens or 0, completion_tokens=usage.completion_tokens or 0)
-            return response
+            reply = self._reply(raw.http_response, item_id)
+            if reply.usage is not None:
+                self.stats.add(**reply.usage)
+            return reply
         raise AssertionError("unreachable")
 
+    def _reply(self, response: Any, item_id: str | None) -> ChatReply:
+        """The first choice of a 200 reply, or `CaptionRequestError` saying how the body is not a chat completion.
+
+        The body is not quoted, only described: from a misdirected base_url it is a whole web page.
+        """
+        try:
+            body = response.json()
+        except ValueError as error:
+            raise self._error(item_id, f"reply is not JSON (content-type {response.headers.get('content-type')!r}); "
+                                       "is base_url the server's /v1 root?") from error
+        choices = body.get("choices") if isinstance(body, dict) else None
+        if not isinstance(choices, list) or not choices:
+            shape = "choices: []" if choices == [] else "not a chat completion"
+            raise self._error(item_id, f"reply has no choices ({shape})")
+        message = choices[0].get("message") if isinstance(choices[0], dict) else None
+        if not isinstance(message, dict) or not isinstance(message.get("content"), (str, type(None))):
+            raise self._error(item_id, "reply's first choice has no message with text content")
+        usage = body.get("usage")
+        tokens = ({key: usage.get(key) or 0 for key in ("prompt_tokens", "completion_tokens")}
+                  if isinstance(usage, dict) else None)
+        return ChatReply(message.get("content"), choices[0].get("finish_reason"), tokens)
+
     def ask(self, prompt: str, image: Image.Image | None = None) -> str:
+        """The reply's text as it came ("" when filtered, possibly cut short): a judge counts such replies unparsed."""
         self.check_budget(1)
-        response = self.complete(user_message(prompt, image))
+        reply = self.complete(user_message(prompt, image))
         self._charge()
-        return response.choices[0].message.content or ""
+        return reply.content or ""
 
     def _caption_one(self, item: CaptionItem) -> str:
-        response = self.complete(self.messages(item))
-        caption = (response.choices[0].message.content or "").strip()
-        usage = getattr(response, "usage", None)
-        entry = {"id": item.id, "caption": caption, "model": self.model,
-                 "usage": {"prompt_tokens": usage.prompt_tokens, "completion_tokens": usage.completion_tokens}
-                 if usage is not None else None}
+        reply = self.complete(self.messages(item), item.id)
+        problem = reply.incomplete()
+        if problem is not None:
+            self._charge(caption=False)
+            self.stats.add(refused=1)
+            raise self._error(item.id, problem)
+        caption = reply.content.strip()
+        entry = {"id": item.id, "caption": caption, "model": self.model, "usage": reply.usage}
         if self.cache:
             self.cache.append(entry)
         self._cached[item.id] = entry
@@ -483,8 +587,10 @@ class OpenAIChatTeacher(Teacher):
                     failures.append((item_id, error))
         if failures:
             item_id, error = failures[0]
-            raise CaptionRequestError(f"{len(failures)} of {len(todo)} requests failed (first: {item_id!r}: "
-                                      f"{type(error).__name__}); the others are cached, rerun to resume") from error
+            first = error if isinstance(error, CaptionRequestError) else self._error(
+                item_id, f"{type(error).__name__}: {error}")  # not a request failure: an unreadable image, ...
+            raise CaptionRequestError(f"{len(failures)} of {len(todo)} requests failed (first: {first}); "
+                                      "the others are cached, rerun to resume") from error
         return [self._cached[item.id]["caption"] for item in items]
 
     def cached_entries(self) -> dict[str, dict]:
@@ -508,7 +614,7 @@ def teacher_captions(teacher: Teacher, items: Iterable[CaptionItem]) -> dict[str
 
 
 __all__ = [
-    "CAPTION_PROMPT", "RECAPTION_PROMPT", "Budget", "BudgetExceeded", "CaptionItem", "CaptionRequestError",
+    "CAPTION_PROMPT", "RECAPTION_PROMPT", "Budget", "BudgetExceeded", "CaptionItem", "CaptionRequestError", "ChatReply",
     "JsonlCache", "OpenAIChatTeacher", "RequestStats", "Teacher", "WorldTeacher", "alt_text_focus",
     "chat_cost_per_caption", "cost_at_scale", "ground_on_alt_text", "image_data_url", "teacher_captions",
     "user_message", "world_items",
