@@ -1,7 +1,8 @@
 """One trainer for every stage; a stage is a value (data, trainable modules, optimiser, budget)."""
 
 from sail.train.stage import Stage, set_trainable, warmup_cosine
-from sail.train.trainer import TrainResult, format_trainable, latest_checkpoint, make_accelerator, train, validation_loss
+from sail.train.trainer import (CheckpointError, NonFiniteError, TrainResult, checkpoints, format_trainable,
+                                latest_checkpoint, make_accelerator, train, validation_loss)
 
-__all__ = ["Stage", "TrainResult", "format_trainable", "latest_checkpoint", "make_accelerator", "set_trainable", "train",
-           "validation_loss", "warmup_cosine"]
+__all__ = ["CheckpointError", "NonFiniteError", "Stage", "TrainResult", "checkpoints", "format_trainable",
+           "latest_checkpoint", "make_accelerator", "set_trainable", "train", "validation_loss", "warmup_cosine"]

@@ -4,7 +4,8 @@ Read it top to bottom: freeze what the stage does not train, build the optimiser
 resume from the newest checkpoint if there is one, then step through the data until the stage's
 token or step budget is spent or its `done_when` check passes, checkpointing the full state
 (weights, optimiser, scheduler, RNG, data position) so an interrupted run resumes exactly where
-it stopped.
+it stopped. A NaN or infinity stops the run before it reaches a checkpoint, and a broken
+checkpoint is set aside for the one before it, so a diverged run never resumes into more NaN.
 """
 
 from __future__ import annotations
@@ -15,12 +16,14 @@ import os
 import shutil
 import socket
 import time
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import torch
 from accelerate import Accelerator, DeepSpeedPlugin
+from accelerate.scheduler import AcceleratedScheduler
 from accelerate.utils import InitProcessGroupKwargs
 from torch import nn
 from tqdm.auto import tqdm
@@ -29,6 +32,14 @@ from sail.manifest import atomic_write_json
 from sail.train.stage import Stage, parameter_groups, set_trainable, warmup_cosine
 
 STATE_FILE = "trainer_state.json"
+
+
+class NonFiniteError(RuntimeError):
+    """The loss, gradient norm or weights went NaN or infinite: training on would only save NaN."""
+
+
+class CheckpointError(RuntimeError):
+    """Checkpoints exist but none of them can be resumed from."""
 
 
 @dataclass
@@ -97,15 +108,26 @@ def format_trainable(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def checkpoints(output_dir: str | Path) -> list[Path]:
+    """The kept checkpoints, oldest first (half-written `.partial` and set-aside `.bad` ones excluded)."""
+    return sorted(Path(output_dir, "checkpoints").glob("step-???????"))
+
+
 def latest_checkpoint(output_dir: str | Path) -> Path | None:
-    checkpoints = sorted(Path(output_dir, "checkpoints").glob("step-???????"))
-    return checkpoints[-1] if checkpoints else None
+    kept = checkpoints(output_dir)
+    return kept[-1] if kept else None
 
 
 def train(model: nn.Module, stage: Stage, output_dir: str | Path, *, deepspeed_config: str | Path | dict | None = None,
           checkpoint_every: int | None = None, keep_checkpoints: int = 1, mixed_precision: str = "no",
           progress: bool = True, log_every: int = 10) -> TrainResult:
-    """Train `model` in place for one stage; checkpoints go to `output_dir/checkpoints/`."""
+    """Train `model` in place for one stage; checkpoints go to `output_dir/checkpoints/`.
+
+    It resumes from the newest good checkpoint (see `_resume`). If the stage's budget changed since
+    then, the schedule is re-planned to the new length with a warning, rather than refused: whoever
+    raises `max_steps` wants the longer run, not the old cosine ending early and idling at its floor.
+    A non-finite loss or gradient norm raises `NonFiniteError` before that step is saved.
+    """
     output_dir = Path(output_dir)
     accelerator = make_accelerator(deepspeed_config, batch_size=stage.batch_size, max_grad_norm=stage.max_grad_norm,
                                    mixed_precision=mixed_precision)
@@ -113,24 +135,27 @@ def train(model: nn.Module, stage: Stage, output_dir: str | Path, *, deepspeed_c
     rows = set_trainable(model, stage.trainable)
     accelerator.print(f"stage {stage.name!r} trains {', '.join(stage.trainable) or 'the whole model'}:\n{format_trainable(rows)}")
 
-    checkpoint = latest_checkpoint(output_dir)
-    state = TrainState(**json.loads((checkpoint / STATE_FILE).read_text())) if checkpoint else TrainState()
-    resumed_from = state.step
     order = _EpochOrder(len(stage.data), stage.batch_size, stage.seed, accelerator.num_processes, accelerator.process_index)
-    first_batch = None
-    if not state.planned_steps:
-        first_batch = stage.collate([stage.data[i] for i in order.indices(0, 0)])
-        state.planned_steps = _planned_steps(stage, first_batch["num_tokens"] * accelerator.num_processes)
+    first_batch = stage.collate([stage.data[i] for i in order.indices(0, 0)])
+    planned_steps = _planned_steps(stage, first_batch["num_tokens"] * accelerator.num_processes)
+    factor = warmup_cosine(planned_steps, stage.warmup_fraction, stage.min_lr_ratio)
 
     optimizer = torch.optim.AdamW(parameter_groups(model, stage), weight_decay=stage.weight_decay)
-    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, warmup_cosine(state.planned_steps, stage.warmup_fraction, stage.min_lr_ratio))
+    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
     model, optimizer, schedule = accelerator.prepare(model, optimizer, schedule)
+    state, checkpoint = _resume(accelerator, model, output_dir)
+    resumed_from = state.step
+    origin = f"stage {stage.name!r}, " + (f"resumed from {checkpoint}" if checkpoint else "fresh start")
     if checkpoint:
-        accelerator.load_state(str(checkpoint))
+        first_batch = None  # a checkpoint is always past the first batch
         accelerator.print(f"resumed from {checkpoint} at step {state.step} ({state.tokens:,} tokens)")
+    if state.planned_steps not in (0, planned_steps):
+        warnings.warn(f"{origin}: its budget changed, so the schedule is re-planned from {state.planned_steps} "
+                      f"to {planned_steps} steps, continuing at step {state.step}", stacklevel=2)
+        _follow_schedule(schedule, factor)
+    state.planned_steps = planned_steps
 
     model.train()
-    uses_deepspeed = accelerator.state.deepspeed_plugin is not None
     bar = tqdm(total=state.planned_steps, initial=state.step, desc=stage.name, mininterval=3,
                disable=not progress or not accelerator.is_main_process)
     started = time.perf_counter()
@@ -141,9 +166,10 @@ def train(model: nn.Module, stage: Stage, output_dir: str | Path, *, deepspeed_c
         tokens = batch.pop("num_tokens")
         batch = {k: v.to(accelerator.device) if torch.is_tensor(v) else v for k, v in batch.items()}
         loss = model(**batch).loss
-        accelerator.backward(loss)
-        if stage.max_grad_norm and not uses_deepspeed:
-            accelerator.clip_grad_norm_(model.parameters(), stage.max_grad_norm)
+        accelerator.backward(loss)  # under DeepSpeed this also clips and steps
+        loss_value = float(loss.detach())
+        _require_finite(origin, state.step + 1, loss=loss_value,
+                        gradient_norm=_clip_gradients(accelerator, model, stage.max_grad_norm))
         optimizer.step()
         schedule.step()
         optimizer.zero_grad()
@@ -153,7 +179,7 @@ def train(model: nn.Module, stage: Stage, output_dir: str | Path, *, deepspeed_c
         state.batch_in_epoch += 1
         if state.batch_in_epoch == order.batches_per_epoch:
             state.epoch, state.batch_in_epoch = state.epoch + 1, 0
-        state.history.append({"step": state.step, "loss": float(loss.detach()), "tokens": state.tokens,
+        state.history.append({"step": state.step, "loss": loss_value, "tokens": state.tokens,
                               "lr": schedule.get_last_lr()[0], "seconds": round(time.perf_counter() - started, 3)})
         bar.update(1)
         if state.step % log_every == 0:
@@ -163,9 +189,9 @@ def train(model: nn.Module, stage: Stage, output_dir: str | Path, *, deepspeed_c
             state.done_early = bool(stage.done_when(accelerator.unwrap_model(model), state.step))
             model.train()
         if checkpoint_every and state.step % checkpoint_every == 0:
-            _save_checkpoint(accelerator, output_dir, state, keep_checkpoints)
+            _save_checkpoint(accelerator, model, output_dir, state, keep_checkpoints, origin)
     bar.close()
-    _save_checkpoint(accelerator, output_dir, state, keep_checkpoints)
+    _save_checkpoint(accelerator, model, output_dir, state, keep_checkpoints, origin)
     return TrainResult(stage=stage.name, steps=state.step, tokens=state.tokens, seconds=time.perf_counter() - started,
                        trainable=rows, history=state.history, resumed_from_step=resumed_from,
                        backend=f"{accelerator.distributed_type.value} on {accelerator.device}", done_early=state.done_early)
@@ -198,11 +224,86 @@ def _spent(stage: Stage, state: TrainState) -> bool:
             or (stage.token_budget is not None and state.tokens >= stage.token_budget))
 
 
-def _save_checkpoint(accelerator: Accelerator, output_dir: Path, state: TrainState, keep: int) -> None:
-    """Write into a temporary folder and rename it, so a crash never leaves a half checkpoint."""
+def _resume(accelerator: Accelerator, model: nn.Module, output_dir: Path) -> tuple[TrainState, Path | None]:
+    """Load the newest checkpoint whose files load and whose weights are all finite.
+
+    Newer broken ones (a truncated file, NaN weights) are renamed `<name>.bad` with a warning naming
+    each and why: kept for inspection, out of the way of resuming and of rotation. If every checkpoint
+    is broken this raises instead of starting afresh, which would silently throw the run's progress
+    away and then rotate the broken checkpoints, the only evidence, out of existence. Under DeepSpeed
+    the check sees what its loader raises and this process's weights (all of them below ZeRO-3).
+    """
+    broken: list[tuple[Path, str]] = []
+    for checkpoint in reversed(checkpoints(output_dir)):
+        try:
+            state = TrainState(**json.loads((checkpoint / STATE_FILE).read_text()))
+            accelerator.load_state(str(checkpoint))
+            if (name := _first_nonfinite(accelerator.unwrap_model(model))) is not None:
+                raise ValueError(f"non-finite values in {name}")
+        except Exception as error:  # whatever makes it unloadable, the checkpoint before may still be good
+            broken.append((checkpoint, f"{type(error).__name__}: {error}"))
+            continue
+        accelerator.wait_for_everyone()
+        for path, reason in broken:
+            warnings.warn(f"checkpoint {path} is unusable ({reason}); set aside as {path.name}.bad, "
+                          f"resuming from {checkpoint}", stacklevel=3)
+            if accelerator.is_main_process:
+                shutil.rmtree(path.with_name(path.name + ".bad"), ignore_errors=True)
+                path.rename(path.with_name(path.name + ".bad"))
+        accelerator.wait_for_everyone()
+        return state, checkpoint
+    if broken:
+        raise CheckpointError("no checkpoint can be resumed from; move them aside to restart the stage:\n"
+                              + "\n".join(f"  {path}: {reason}" for path, reason in broken))
+    return TrainState(), None
+
+
+def _follow_schedule(schedule: AcceleratedScheduler, factor: Callable[[int], float]) -> None:
+    """Give the restored optimiser the rate `factor` sets at the restored step, as if it had always followed it."""
+    lambda_lr = schedule.scheduler
+    for group, base in zip(lambda_lr.optimizer.param_groups, lambda_lr.base_lrs):
+        group["lr"] = base * factor(lambda_lr.last_epoch)
+    lambda_lr._last_lr = [group["lr"] for group in lambda_lr.optimizer.param_groups]
+
+
+def _clip_gradients(accelerator: Accelerator, model: nn.Module, max_norm: float) -> float | None:
+    """Clip to `max_norm`; return the gradient norm, or None where it cannot show divergence.
+
+    DeepSpeed clipped inside `backward` (skipping a non-finite step), so its engine's norm is read.
+    None with clipping off (no norm is computed; a NaN gradient then shows as a NaN loss one step
+    later) and under fp16, where an infinite norm is a routine step skipped by the loss scaler.
+    """
+    if accelerator.state.deepspeed_plugin is not None:
+        norm = model.get_global_grad_norm()
+    elif max_norm:
+        norm = accelerator.clip_grad_norm_(model.parameters(), max_norm)
+    else:
+        return None
+    return None if norm is None or accelerator.mixed_precision == "fp16" else float(norm)
+
+
+def _require_finite(origin: str, step: int, **values: float | None) -> None:
+    """Stop at the first NaN or infinity: the optimiser would spread it into every weight."""
+    bad = [f"{name.replace('_', ' ')} {value}" for name, value in values.items()
+           if value is not None and not math.isfinite(value)]
+    if bad:
+        raise NonFiniteError(f"{origin}: non-finite {' and '.join(bad)} at step {step}; stopped without saving it")
+
+
+def _first_nonfinite(model: nn.Module) -> str | None:
+    """The name of the first weight or buffer holding a NaN or infinity, if any."""
+    return next((name for name, tensor in model.state_dict().items()
+                 if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all())), None)
+
+
+def _save_checkpoint(accelerator: Accelerator, model: nn.Module, output_dir: Path, state: TrainState, keep: int,
+                     origin: str) -> None:
+    """Write into a temporary folder and rename it, so a crash never leaves a half checkpoint; refuse NaN weights."""
     final = output_dir / "checkpoints" / f"step-{state.step:07d}"
     if final.exists():
         return
+    if (name := _first_nonfinite(accelerator.unwrap_model(model))) is not None:
+        raise NonFiniteError(f"{origin}: non-finite {name} at step {state.step}; not saving {final}")
     partial = final.with_name(final.name + ".partial")
     if accelerator.is_main_process and partial.exists():
         shutil.rmtree(partial)
@@ -211,7 +312,7 @@ def _save_checkpoint(accelerator: Accelerator, output_dir: Path, state: TrainSta
     if accelerator.is_main_process:
         atomic_write_json(partial / STATE_FILE, asdict(state))
         partial.rename(final)
-        for old in sorted(final.parent.glob("step-???????"))[:-keep]:
+        for old in checkpoints(output_dir)[:-keep]:
             shutil.rmtree(old)
     accelerator.wait_for_everyone()
 
