@@ -2,20 +2,22 @@
 
 from __future__ import annotations
 
+import json
 import random
 
 import pytest
 import torch
 from transformers import AutoModelForCausalLM, InternVLVisionModel
 
-from sail.foundations import FoundationBudget, build_foundations, load_foundations
+from sail.foundations import FoundationBudget, build_foundations, foundation_key, foundation_parts, load_foundations
 from sail.foundations.language import context_words, copy_drills, lm_examples, lookup_text
 from sail.foundations.vision import build_vision_probe, patch_cells, probe_collate
 from sail.model import IGNORE_INDEX
 from sail.world import CELLS
 
 TINY_BUDGET = FoundationBudget(language_drill_steps=3, language_steps=4, vision_steps=3, batch_size=8,
-                               language_records=64, vision_records=64, heldout_records=16, language_check_every=0)
+                               language_records=64, vision_records=64, heldout_records=16, language_check_every=0,
+                               language_drill_check_every=0)
 
 
 def test_context_gives_every_cell_a_fixed_place(records):
@@ -45,7 +47,7 @@ def test_lm_examples_put_the_loss_on_the_answer_only(tokenizer, records):
     from sail.foundations.language import lm_collate
 
     examples = lm_examples(records[:16], tokenizer, seed=0) + copy_drills(tokenizer, 4, seed=0)
-    batch = lm_collate(tokenizer)(examples)
+    batch = lm_collate(tokenizer, packed=False)(examples)
     for row, (_, answers) in enumerate(examples):
         kept = [t for t in batch["labels"][row].tolist() if t != IGNORE_INDEX]
         assert tokenizer.decode(kept) == "".join(answer + tokenizer.eos_token for answer in answers)
@@ -67,6 +69,19 @@ def test_probe_learns_from_a_batch(geometry, records):
     assert out.logits["shape"].shape == (8, 4, 7) and probe.encoder.embeddings.patch_embeddings.projection.weight.grad is not None
 
 
+def test_packed_pretraining_batches_give_the_padded_loss(tokenizer, records, geometry):
+    from sail.foundations.language import build_language_model, lm_collate
+
+    torch.manual_seed(0)
+    model = build_language_model(geometry, tokenizer)
+    examples = lm_examples(records[:24], tokenizer, seed=0)
+    padded, packed = lm_collate(tokenizer, packed=False)(examples), lm_collate(tokenizer)(examples)
+    assert packed["num_tokens"] == padded["num_tokens"] and packed["input_ids"].shape[0] < len(examples)
+    padded.pop("num_tokens"), packed.pop("num_tokens")
+    # A row that let one sequence see another (a cache left on, a mask kept) would change the loss.
+    assert float(model(**packed).loss) == pytest.approx(float(model(**padded).loss), rel=1e-5)
+
+
 def test_foundations_are_built_saved_in_hf_layout_and_reused(tmp_path, geometry):
     built = build_foundations(tmp_path, geometry, TINY_BUDGET, progress=False)
     report = built.report
@@ -75,13 +90,46 @@ def test_foundations_are_built_saved_in_hf_layout_and_reused(tmp_path, geometry)
     assert set(report["vision"]) >= {"shape_accuracy", "colour_accuracy", "size_accuracy", "is_text_accuracy"}
     assert AutoModelForCausalLM.from_pretrained(built.language_dir).config.model_type == "qwen2"
     assert InternVLVisionModel.from_pretrained(built.vision_dir).config.image_size[0] == geometry.tile_size
-
-    again = build_foundations(tmp_path, geometry, TINY_BUDGET, progress=False)
-    assert again.report == report == load_foundations(tmp_path).report
-    with pytest.raises(ValueError, match="were built with"):
-        build_foundations(tmp_path, geometry, FoundationBudget(language_steps=5), progress=False)
+    assert report["key"] == foundation_key(geometry, TINY_BUDGET, 0)
 
 
+def test_the_reuse_key_rebuilds_what_changed_and_reuses_the_rest(tmp_path, geometry, monkeypatch, capsys):
+    weights = tmp_path / "language" / "model.safetensors"
+    first = build_foundations(tmp_path, geometry, TINY_BUDGET, progress=False).report
+    written = weights.stat().st_mtime_ns
+    capsys.readouterr()
+
+    assert build_foundations(tmp_path, geometry, TINY_BUDGET, progress=False).report == first
+    assert weights.stat().st_mtime_ns == written  # reused, not retrained
+    assert capsys.readouterr().out == ""
+
+    longer = FoundationBudget(**{**TINY_BUDGET.__dict__, "language_steps": 5})
+    rebuilt = build_foundations(tmp_path, geometry, longer, progress=False).report
+    assert rebuilt["language"]["steps"] == 5 and load_foundations(tmp_path).report == rebuilt
+    assert "rebuilding the foundations" in capsys.readouterr().out.replace("\n", " ")
+
+    monkeypatch.setattr("sail.foundations.code_version", lambda: "changed-code")
+    build_foundations(tmp_path, geometry, longer, progress=False)
+    assert "changed code" in capsys.readouterr().out
+    assert load_foundations(tmp_path).report["key"]["code"] == "changed-code"
+
+
+def test_a_folder_built_without_a_key_is_rebuilt(tmp_path, geometry, capsys):
+    build_foundations(tmp_path, geometry, TINY_BUDGET, progress=False)
+    (tmp_path / "build.json").unlink()  # as an older build left it
+    report = json.loads((tmp_path / "foundations.json").read_text())
+    del report["key"]
+    (tmp_path / "foundations.json").write_text(json.dumps(report))
+    assert build_foundations(tmp_path, geometry, TINY_BUDGET, progress=False).report["key"]
+    assert "changed everything (no key recorded)" in capsys.readouterr().out
+
+
+def test_the_drill_ends_once_the_lm_copies(tmp_path, geometry):
+    budget = FoundationBudget(**{**TINY_BUDGET.__dict__, "language_drill_steps": 6, "language_drill_check_every": 2,
+                                 "language_drill_target": 0.0})
+    report = build_foundations(tmp_path, geometry, budget, progress=False).report["language"]
+    assert report["copies"] and report["drill_steps"] == 2
+    assert [check["step"] for check in report["drill_checks"]] == [2]
 
 
 def test_language_pretraining_ends_once_the_lm_reads_its_context(tmp_path, geometry):
@@ -95,6 +143,19 @@ def test_language_pretraining_ends_once_the_lm_reads_its_context(tmp_path, geome
 def test_language_pretraining_stops_at_its_cap_when_the_target_is_not_reached(tmp_path, geometry):
     budget = FoundationBudget(**{**TINY_BUDGET.__dict__, "language_steps": 4, "language_check_every": 2,
                                  "language_reading_target": 1.1})
-    report = build_foundations(tmp_path, geometry, budget, progress=False).report["language"]
+    built = build_foundations(tmp_path, geometry, budget, progress=False)
+    report = built.report["language"]
     assert not report["reached_reading_target"] and report["steps"] == 4
     assert [check["step"] for check in report["reading_checks"]] == [2, 4]
+
+    # Every stage that loads a capped LM says so.
+    last = f'{report["reading_checks"][-1]["context_caption_pair_f1"]:.3f}'
+    with pytest.warns(UserWarning, match=rf"stopped at its cap of 4 steps below its reading target \(held-out "
+                                         rf"context-caption pair F1 {last} < 1.1\)"):
+        foundation_parts("tiny", geometry, directory=tmp_path, budget=budget)
+
+
+def test_foundations_that_read_load_without_a_warning(tmp_path, geometry, recwarn):
+    budget = FoundationBudget(**{**TINY_BUDGET.__dict__, "language_check_every": 2, "language_reading_target": 0.0})
+    foundation_parts("tiny", geometry, directory=tmp_path, budget=budget)
+    assert not [w for w in recwarn if "reading target" in str(w.message)]

@@ -138,3 +138,17 @@ def test_deepspeed_zero2_trains_on_cpu(tmp_path):
     line = run.stdout.split("RESULT")[-1].split()
     assert line[:3] == ["DEEPSPEED", "on", "cpu"] and line[3:] == ["3", "True", "True"]
     assert (tmp_path / "checkpoints" / "step-0000003").is_dir()
+
+
+def test_pack_batch_places_sequences_first_fit_longest_first():
+    from sail.train import pack_batch
+
+    ids = torch.tensor([[1, 2, 3, 4, 5], [6, 7, 8, 0, 0], [9, 10, 0, 0, 0]])
+    batch = {"input_ids": ids, "attention_mask": (ids != 0).long(), "labels": torch.where(ids > 3, ids, -100)}
+    packed = pack_batch(batch, 6, pad_token_id=0)
+    # lengths 5, 3, 2 into rows of 6: [5 + pad], [3 + 2 + pad]; positions restart at each sequence
+    assert packed["input_ids"].tolist() == [[1, 2, 3, 4, 5, 0], [6, 7, 8, 9, 10, 0]]
+    assert packed["position_ids"].tolist() == [[0, 1, 2, 3, 4, 0], [0, 1, 2, 0, 1, 0]]
+    assert packed["labels"].tolist() == [[-100, -100, -100, 4, 5, -100], [6, 7, 8, 9, 10, -100]]
+    assert packed["num_tokens"] == 10 and packed["use_cache"] is False
+    assert pack_batch(batch, 2, pad_token_id=0)["input_ids"].shape == (2, 5)  # rows grow to the longest: [5], [3 + 2]

@@ -3,38 +3,53 @@ minutes from the world and saved in the same HF layout as real checkpoints."""
 
 from __future__ import annotations
 
+import hashlib
 import json
+import shutil
 import time
+import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from transformers import AutoTokenizer, PreTrainedTokenizerBase
+from collections.abc import Sequence
 
-from sail.foundations.language import (build_language_model, context_caption_score, copy_drills, language_report,
-                                       lm_collate, lm_examples, world_text)
+from transformers import AutoTokenizer, PreTrainedTokenizerBase, Qwen2ForCausalLM
+
+from sail.foundations.language import (answer_accuracy, build_language_model, context_caption_score, copy_drills,
+                                       language_report, lm_collate, lm_examples, world_text)
 from sail.foundations.vision import build_vision_probe, probe_collate, vision_report
 from sail.manifest import atomic_write_json
 from sail.model import Geometry, add_image_tokens, train_world_tokenizer
 from sail.train import Stage, train
 from sail.world import sample_records
 
-REPORT = "foundations.json"
+REPORT = "foundations.json"  # written last: a finished build
+BUILD = "build.json"  # written first: the key a build in this folder is for
+# The LM's stages end when a check passes, so their caps are no length to decay the rate over: it
+# stays at its peak after warmup. A cosine over the cap slowed the late climb to the reading target
+# (measured on seeds 2 and 3: target at step 350 and missed by the cap of 400, against 250 and 200
+# with the rate held).
+HELD_LR = 1.0
 
 
 @dataclass(frozen=True)
 class FoundationBudget:
     """How much pretraining each foundation gets (steps of `batch_size` sequences/images).
 
-    The LM's context reading arrives suddenly, after a number of steps that varies from seed to
-    seed, so its pretraining checks every `language_check_every` steps and ends once captions
-    written from held-out contexts reach `language_reading_target` pair F1; `language_steps` is
-    the cap. A check of 0 turns this off and trains exactly `language_steps`.
+    The LM first drills copying until held-out drills are copied with teacher-forced accuracy
+    `language_drill_target` (checked every `language_drill_check_every` steps, at most
+    `language_drill_steps`), then pretrains on world text until captions written from held-out
+    contexts reach `language_reading_target` pair F1 (checked every `language_check_every` steps,
+    at most `language_steps`). A check interval of 0 turns that check off: the stage then trains
+    exactly its step count.
     """
 
-    language_drill_steps: int = 100
-    language_steps: int = 2500
+    language_drill_steps: int = 400
+    language_drill_target: float = 0.9
+    language_drill_check_every: int = 25
+    language_steps: int = 400
     language_reading_target: float = 0.85
-    language_check_every: int = 100
+    language_check_every: int = 50
     vision_steps: int = 450
     batch_size: int = 32
     language_records: int = 48_000
@@ -51,6 +66,26 @@ class Foundations:
     vision_dir: Path
     report: dict
 
+    @property
+    def reads_its_context(self) -> bool:
+        """Whether the LM reached its reading target before its step cap."""
+        return bool(self.report["language"]["reached_reading_target"])
+
+
+def code_version() -> str:
+    """A hash of the code that decides what the foundations learn: this package and the world it
+    learns from. Any change to either rebuilds them rather than reusing stale ones."""
+    digest = hashlib.sha256()
+    for folder in (Path(__file__).parent, Path(__file__).parents[1] / "world"):
+        for path in sorted(folder.glob("*.py")):
+            digest.update(path.name.encode() + path.read_bytes())
+    return digest.hexdigest()[:16]
+
+
+def foundation_key(geometry: Geometry, budget: FoundationBudget, seed: int) -> dict:
+    """Everything that decides what a build makes: reuse needs all of it unchanged."""
+    return {"seed": seed, "budget": asdict(budget), "geometry": asdict(geometry), "code": code_version()}
+
 
 def load_foundations(directory: str | Path) -> Foundations | None:
     """The foundations saved in `directory`, or None when they are missing or incomplete."""
@@ -61,36 +96,59 @@ def load_foundations(directory: str | Path) -> Foundations | None:
                        json.loads((directory / REPORT).read_text()))
 
 
-def build_foundations(directory: str | Path, geometry: Geometry, budget: FoundationBudget, *, seed: int = 0,
-                      progress: bool = True) -> Foundations:
-    """Train tokenizer, LM and ViT on the world's train split; report on its validation split.
+def _changes(old: dict, new: dict, prefix: str = "") -> list[str]:
+    """Dotted names of the entries that differ between two keys."""
+    names = []
+    for name in sorted(set(old) | set(new)):
+        a, b = old.get(name), new.get(name)
+        if isinstance(a, dict) and isinstance(b, dict):
+            names += _changes(a, b, f"{prefix}{name}.")
+        elif a != b:
+            names.append(f"{prefix}{name}")
+    return names
 
-    Reuses what is already saved: the report file is written last, so its presence means done.
+
+def _claim(directory: Path, key: dict) -> None:
+    """Make `directory` hold a build for `key`: keep a finished or interrupted build with the same
+    key (the trainer resumes it), clear one made with another key, saying what changed."""
+    started = directory / BUILD
+    old = json.loads(started.read_text()) if started.exists() else None
+    if old == key:
+        return
+    parts = [directory / part for part in ("tokenizer", "language", "vision", "runs", REPORT)]
+    if old is not None or any(path.exists() for path in parts):
+        changed = ", ".join(_changes(old, key)) if old is not None else "everything (no key recorded)"
+        print(f"rebuilding the foundations in {directory}: changed {changed}")
+        for path in parts:
+            shutil.rmtree(path, ignore_errors=True) if path.is_dir() else path.unlink(missing_ok=True)
+    atomic_write_json(started, key)
+
+
+def pretrain_language(runs: Path, geometry: Geometry, tokenizer: PreTrainedTokenizerBase, budget: FoundationBudget,
+                      train_records: Sequence[dict], heldout: Sequence[dict], *, seed: int = 0,
+                      progress: bool = True) -> tuple[Qwen2ForCausalLM, dict]:
+    """The LM foundation: a copy drill until it copies, then world text until it reads its context.
+
+    Returns the model and its report: every drill and reading check, whether each target was
+    reached, steps, tokens, seconds, held-out losses and the reading F1 on records no check saw.
     """
-    directory = Path(directory)
-    existing = load_foundations(directory)
-    if existing is not None:
-        if existing.report["budget"] != asdict(budget) or existing.report["seed"] != seed:
-            raise ValueError(f"the foundations in {directory} were built with {existing.report['budget']} (seed "
-                             f"{existing.report['seed']}); delete that folder or choose another to build with {asdict(budget)}")
-        return existing
-    train_records = sample_records("train", max(budget.language_records, budget.vision_records), seed=seed)
-    heldout = sample_records("validation", budget.heldout_records, seed=seed)
-
-    started = time.perf_counter()
-    tokenizer = train_world_tokenizer(world_text(train_records[:4000], seed), vocab_size=geometry.vocab_size)
-    tokenizer.save_pretrained(directory / "tokenizer")
-    tokenizer = AutoTokenizer.from_pretrained(directory / "tokenizer")
-
     language = build_language_model(geometry, tokenizer)
-    drill_history = []
+    drill_checks: list[dict] = []
+    heldout_drills = copy_drills(tokenizer, 128, seed + 1)
+
+    def copies(model, step: int) -> bool:
+        drill_checks.append({"step": step, "copy_accuracy": answer_accuracy(model, tokenizer, heldout_drills)})
+        return drill_checks[-1]["copy_accuracy"] >= budget.language_drill_target
+
+    drill_run = None
     if budget.language_drill_steps:
         drill_stage = Stage(
             name="foundation-language-drill",
             data=copy_drills(tokenizer, budget.language_drill_steps * budget.batch_size, seed),
             collate=lm_collate(tokenizer), trainable=("",), lr=budget.language_lr, batch_size=budget.batch_size,
-            max_steps=budget.language_drill_steps, seed=seed)
-        drill_history = train(language, drill_stage, directory / "runs" / "language-drill", progress=progress).history
+            max_steps=budget.language_drill_steps, seed=seed, check_every=budget.language_drill_check_every,
+            done_when=copies if budget.language_drill_check_every else None, min_lr_ratio=HELD_LR)
+        drill_run = train(language, drill_stage, runs / "language-drill", progress=progress)
     reading_checks: list[dict] = []
 
     # The checks score one half of the held-out records and the report the other, so stopping
@@ -99,15 +157,55 @@ def build_foundations(directory: str | Path, geometry: Geometry, budget: Foundat
 
     def reads_its_context(model, step: int) -> bool:
         score = context_caption_score(model, tokenizer, check_records)["pair_f1"]
-        reading_checks.append({"step": step, "context_caption_pair_f1": score})
+        reading_checks.append({"step": step, "context_caption_pair_f1": score,
+                               "seconds": round((drill_run.seconds if drill_run else 0) + time.perf_counter() - begun, 1)})
         return score >= budget.language_reading_target
 
     language_stage = Stage(
         name="foundation-language", data=lm_examples(train_records[: budget.language_records], tokenizer, seed=seed),
         collate=lm_collate(tokenizer), trainable=("",), lr=budget.language_lr, batch_size=budget.batch_size,
         max_steps=budget.language_steps, seed=seed, check_every=budget.language_check_every,
-        done_when=reads_its_context if budget.language_check_every else None)
-    language_run = train(language, language_stage, directory / "runs" / "language", progress=progress)
+        done_when=reads_its_context if budget.language_check_every else None, min_lr_ratio=HELD_LR)
+    begun = time.perf_counter()
+    language_run = train(language, language_stage, runs / "language", progress=progress)
+    drill_history = drill_run.history if drill_run else []
+    return language, {
+        "drill_steps": len(drill_history), "drill_checks": drill_checks, "copies": bool(drill_run and drill_run.done_early),
+        "steps": language_run.steps, "reached_reading_target": language_run.done_early, "reading_checks": reading_checks,
+        "tokens": (drill_run.tokens if drill_run else 0) + language_run.tokens,
+        "seconds": round((drill_run.seconds if drill_run else 0) + language_run.seconds, 1),
+        "final_train_loss": language_run.history[-1]["loss"],
+        **language_report(language, tokenizer, report_records, seed=seed),
+        "loss_curves": {"language (copy drill)": [h["loss"] for h in drill_history],
+                        "language": [h["loss"] for h in language_run.history]},
+    }
+
+
+def build_foundations(directory: str | Path, geometry: Geometry, budget: FoundationBudget, *, seed: int = 0,
+                      progress: bool = True) -> Foundations:
+    """Train tokenizer, LM and ViT on the world's train split; report on its validation split.
+
+    Reuses a finished build whose key (budget, geometry, seed, code version) matches, resumes an
+    interrupted one, and rebuilds over one made with another key. The report is written last, so
+    its presence means done.
+    """
+    directory = Path(directory)
+    key = foundation_key(geometry, budget, seed)
+    existing = load_foundations(directory)
+    if existing is not None and existing.report.get("key") == key:
+        return existing
+    directory.mkdir(parents=True, exist_ok=True)
+    _claim(directory, key)
+    train_records = sample_records("train", max(budget.language_records, budget.vision_records), seed=seed)
+    heldout = sample_records("validation", budget.heldout_records, seed=seed)
+
+    started = time.perf_counter()
+    tokenizer = train_world_tokenizer(world_text(train_records[:4000], seed), vocab_size=geometry.vocab_size)
+    tokenizer.save_pretrained(directory / "tokenizer")
+    tokenizer = AutoTokenizer.from_pretrained(directory / "tokenizer")
+
+    language, language_part = pretrain_language(directory / "runs", geometry, tokenizer, budget, train_records,
+                                                heldout, seed=seed, progress=progress)
     language.save_pretrained(directory / "language")
 
     probe = build_vision_probe(geometry)
@@ -118,24 +216,31 @@ def build_foundations(directory: str | Path, geometry: Geometry, budget: Foundat
     probe.encoder.save_pretrained(directory / "vision")
 
     report = {
+        "key": key,
         "seed": seed,
         "budget": asdict(budget),
         "vocab_size": len(tokenizer),
-        "language": {"drill_steps": len(drill_history), "steps": language_run.steps,
-                     "reached_reading_target": language_run.done_early, "reading_checks": reading_checks,
-                     "tokens": (drill_history[-1]["tokens"] if drill_history else 0) + language_run.tokens,
-                     "seconds": round((drill_history[-1]["seconds"] if drill_history else 0) + language_run.seconds, 1),
-                     "final_train_loss": language_run.history[-1]["loss"],
-                     **language_report(language, tokenizer, report_records, seed=seed)},
+        "language": {name: value for name, value in language_part.items() if name != "loss_curves"},
         "vision": {"steps": vision_run.steps, "tokens": vision_run.tokens, "seconds": round(vision_run.seconds, 1),
                    "final_train_loss": vision_run.history[-1]["loss"], **vision_report(probe, geometry, heldout)},
         "seconds": round(time.perf_counter() - started, 1),
-        "loss_curves": {"language (copy drill)": [h["loss"] for h in drill_history],
-                        "language": [h["loss"] for h in language_run.history],
-                        "vision": [h["loss"] for h in vision_run.history]},
+        "loss_curves": {**language_part["loss_curves"], "vision": [h["loss"] for h in vision_run.history]},
     }
     atomic_write_json(directory / REPORT, report)
     return Foundations(directory / "tokenizer", directory / "language", directory / "vision", report)
+
+
+def capped_warning(foundations: Foundations) -> str | None:
+    """What a stage starting from these foundations should say when the LM never read its context."""
+    if foundations.reads_its_context:
+        return None
+    language, target = foundations.report["language"], foundations.report["budget"]["language_reading_target"]
+    checks = language["reading_checks"]
+    measured = (f"held-out context-caption pair F1 {checks[-1]['context_caption_pair_f1']:.3f} < {target}" if checks
+                else "no reading check ran")
+    return (f"the LM foundation stopped at its cap of {language['steps']} steps below its reading target "
+            f"({measured}): every stage built on it starts from an LM that may not read its context; "
+            f"raise lm_steps or change the seed")
 
 
 def foundation_parts(profile: str, geometry: Geometry, *, directory: str | Path, budget: FoundationBudget,
@@ -145,6 +250,8 @@ def foundation_parts(profile: str, geometry: Geometry, *, directory: str | Path,
     its own foundations; small/full take real pretrained checkpoints from local paths."""
     if profile == "tiny":
         built = build_foundations(directory, geometry, budget, seed=seed, progress=progress)
+        if (warning := capped_warning(built)) is not None:
+            warnings.warn(warning, stacklevel=2)
         return AutoTokenizer.from_pretrained(built.tokenizer_dir), built.vision_dir, built.language_dir, built.report
     if not (vision_checkpoint and language_checkpoint):
         raise ValueError(f"profile {profile!r} starts from pretrained checkpoints: set vision_checkpoint and language_checkpoint")
@@ -152,4 +259,5 @@ def foundation_parts(profile: str, geometry: Geometry, *, directory: str | Path,
     return tokenizer, Path(vision_checkpoint), Path(language_checkpoint), None
 
 
-__all__ = ["foundation_parts", "FoundationBudget", "Foundations", "build_foundations", "load_foundations"]
+__all__ = ["foundation_parts", "FoundationBudget", "Foundations", "build_foundations", "capped_warning", "code_version",
+           "foundation_key", "load_foundations", "pretrain_language"]
