@@ -60,7 +60,7 @@ def summary(runs: list[dict], cap: int) -> list[dict]:
         seconds = [run["reached_seconds"] for run in reached]
         rows.append({"threads": threads, "runs": len(group), "reached": len(reached), "cap_steps": cap,
                      "median_step": statistics.median(steps) if steps else None, "worst_step": max(steps, default=None),
-                     "median_seconds": statistics.median(seconds) if seconds else None,
+                     "median_seconds": round(statistics.median(seconds), 1) if seconds else None,
                      "worst_seconds": max(seconds, default=None),
                      "median_final_pair_f1": round(statistics.median(run["final_pair_f1"] for run in group), 3)})
     return rows
