@@ -2,9 +2,10 @@
 
 Reading a context forms in a sudden transition whose timing varies from run to run (and with the
 number of CPU threads, which changes the order of float sums). For each seed and thread count
-this pretrains the tiny LM foundation exactly as `sail.foundations.build_foundations` does (copy
-drill until it copies, then world text until held-out captions written from the context reach
-the reading target, or the step cap) and records every check. Runs with fewer threads than cores
+this pretrains the tiny LM foundation exactly as `sail.foundations.build_foundations` does with
+the default `FoundationBudget` (copy drill, then world text until held-out captions written from
+the context reach the reading target, or the step cap) and records every check. Each result file
+in `results/` records the budget and the git commit it measured. Runs with fewer threads than cores
 run side by side, one per free core group, so every run has its threads to itself.
 
     .venv/bin/python bench/foundations.py [--seeds 10] [--threads 1 2] [--out bench/results/foundations.json]
