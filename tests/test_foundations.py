@@ -47,7 +47,7 @@ def test_lm_examples_put_the_loss_on_the_answer_only(tokenizer, records):
     from sail.foundations.language import lm_collate
 
     examples = lm_examples(records[:16], tokenizer, seed=0) + copy_drills(tokenizer, 4, seed=0)
-    batch = lm_collate(tokenizer, packed=False)(examples)
+    batch = lm_collate(tokenizer)(examples)
     for row, (_, answers) in enumerate(examples):
         kept = [t for t in batch["labels"][row].tolist() if t != IGNORE_INDEX]
         assert tokenizer.decode(kept) == "".join(answer + tokenizer.eos_token for answer in answers)
@@ -75,7 +75,7 @@ def test_packed_pretraining_batches_give_the_padded_loss(tokenizer, records, geo
     torch.manual_seed(0)
     model = build_language_model(geometry, tokenizer)
     examples = lm_examples(records[:24], tokenizer, seed=0)
-    padded, packed = lm_collate(tokenizer, packed=False)(examples), lm_collate(tokenizer)(examples)
+    padded, packed = lm_collate(tokenizer)(examples), lm_collate(tokenizer, packed=True)(examples)
     assert packed["num_tokens"] == padded["num_tokens"] and packed["input_ids"].shape[0] < len(examples)
     padded.pop("num_tokens"), packed.pop("num_tokens")
     # A row that let one sequence see another (a cache left on, a mask kept) would change the loss.
