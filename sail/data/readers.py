@@ -29,6 +29,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from sail.manifest import inside
+
 IMAGE_EXTENSIONS = ("jpg", "jpeg", "png", "webp", "bmp", "gif", "tif", "tiff")
 
 
@@ -60,13 +62,12 @@ def unreadable(item_id: str, problem: str, detail: str, source: str) -> Item:
 
 def _data_path(root: Path, value: str, allow_outside_root: bool) -> tuple[str | None, str | None]:
     """(path, None) for a path named by the data, or (None, problem) when it cannot be trusted."""
-    try:
-        path = (root / value).resolve()  # an absolute `value` replaces root
-    except (ValueError, OSError):  # a NUL byte, a loop of links
+    try:  # an absolute `value` replaces root
+        return str((root / value).resolve() if allow_outside_root else inside(root, value)), None
+    except OSError:  # a loop of links
         return None, "bad_path"
-    if not allow_outside_root and not path.is_relative_to(root.resolve()):
-        return None, "path_outside_root"
-    return str(path), None
+    except ValueError:  # a NUL byte, or a path that leaves root
+        return None, "bad_path" if "\0" in value else "path_outside_root"
 
 
 def _text(value: Any) -> str:
