@@ -1,101 +1,185 @@
-"""Reliability of the LM foundation's context reading: seeds x torch threads, on this machine.
+"""Reliability of the LM foundation's context reading: designs x seeds x torch threads.
 
 Reading a context forms in a sudden transition whose timing varies from run to run (and with the
-number of CPU threads, which changes the order of float sums). For each seed and thread count
-this pretrains the tiny LM foundation exactly as `sail.foundations.build_foundations` does with
-the default `FoundationBudget` (copy drill, then world text until held-out captions written from
-the context reach the reading target, or the step cap) and records every check. Each result file
-in `results/` records the budget and the git commit it measured. Runs with fewer threads than cores
-run side by side, one per free core group, so every run has its threads to itself.
+number of CPU threads, which changes the order of float sums). For each design (a set of
+`FoundationBudget` overrides, `DESIGNS`), seed and thread count this pretrains the tiny LM
+foundation exactly as `sail.foundations.build_foundations` does and records every check: when it
+first reached the reading target, in steps and seconds, and its final figure. With `--captioner`
+each run also trains notebook 00's first captioner on that LM (and a ViT foundation pretrained
+for the same seed) and scores it on held-out test images: how well the LM's reading carries over
+to images. Each result file in `results/` records the budgets and the git commit it measured.
+Runs with fewer threads than cores run side by side, one per free core group, so every run has
+its threads to itself; with `--device cuda` they share the GPU.
 
-    .venv/bin/python bench/foundations.py [--seeds 10] [--threads 1 2] [--out bench/results/foundations.json]
+    .venv/bin/python bench/foundations.py [--designs default] [--seeds 10] [--threads 1 2] [--captioner]
+                                          [--device cpu] [--out bench/results/foundations.json]
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import statistics
 import tempfile
 import time
-from concurrent.futures import ProcessPoolExecutor
-from dataclasses import asdict
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import asdict, replace
 from multiprocessing import get_context
 from pathlib import Path
 
+# LM foundation designs, as overrides of the default FoundationBudget (results in `results/`).
+FIXED_DRILL = {"language_drill_steps": 100, "language_drill_target": 0.95, "language_drill_check_every": 0,
+               "language_check_every": 100}
+DRILL_TO_COPY = {"language_drill_target": 0.95}
+DESIGNS: dict[str, dict] = {
+    "default": {},
+    "fixed-drill-cosine-2500": {**FIXED_DRILL, "language_steps": 2500},
+    "cosine-600": {**FIXED_DRILL, "language_steps": 600},
+    "packed-cosine-600": {**FIXED_DRILL, "language_steps": 600, "language_packed": True},
+    "packed-cosine-400": {**FIXED_DRILL, "language_steps": 400, "language_packed": True},
+    "packed-batch16-cosine-1000": {**FIXED_DRILL, "language_steps": 1000, "batch_size": 16, "language_packed": True},
+    "packed-drill-to-copy-cosine-500": {**DRILL_TO_COPY, "language_drill_check_every": 10, "language_drill_steps": 200,
+                                        "language_steps": 500, "language_check_every": 100, "language_packed": True},
+    "drill-to-copy-cosine-600": {**DRILL_TO_COPY, "language_steps": 600},
+    "drill-to-copy-held-lr": {**DRILL_TO_COPY, "language_min_lr_ratio": 1.0},
+    "drill-to-0.9-cosine-500": {"language_steps": 500},
+}
+CAPTIONER = {"steps": 250, "lr": 1e-3, "eval_images": 128}  # notebook 00's defaults
 
-def one_run(seed: int, threads: int) -> dict:
-    """Pretrain one LM foundation; its checks, when it first reached the target, and its final figure."""
+
+def first_captioner(language, probe, tokenizer, geometry, budget, seed: int, device: str) -> dict:
+    """Notebook 00's first captioner on these foundations: trained on teacher captions, scored on test images."""
+    from sail.caption import caption_collate, caption_examples, captioner_trainable, evaluate_captioner
+    from sail.model import compose_vlm, make_processor
+    from sail.train import Stage, train
+    from sail.world import sample_records
+
+    with tempfile.TemporaryDirectory() as folder:
+        language.save_pretrained(Path(folder) / "language")
+        probe.encoder.save_pretrained(Path(folder) / "vision")
+        model = compose_vlm(Path(folder) / "vision", Path(folder) / "language", tokenizer)
+        processor = make_processor(tokenizer, geometry.tile_size, geometry.image_seq_length)
+        stage = Stage(name="first-captioner", lr=CAPTIONER["lr"], batch_size=budget.batch_size,
+                      data=caption_examples(sample_records("train", CAPTIONER["steps"] * budget.batch_size, seed=seed),
+                                            "teacher", seed=seed),
+                      collate=caption_collate(processor), trainable=captioner_trainable(train_vision=False),
+                      max_steps=CAPTIONER["steps"], seed=seed)
+        result = train(model, stage, Path(folder) / "run", progress=False)
+    _, scores = evaluate_captioner(model.to(device), processor, sample_records("test", CAPTIONER["eval_images"], seed=seed))
+    return {"captioner_seconds": round(result.seconds, 1), "captioner_pair_f1": scores["pair_f1"],
+            "captioner_object_f1": scores["object_f1"], "captioner_position_f1": scores["position_f1"]}
+
+
+def one_run(design: str, seed: int, threads: int, captioner: bool, device: str) -> dict:
+    """Pretrain one LM foundation; its checks, when it first reached the target, its final figure,
+    and with `captioner` the first captioner's scores on it."""
     import torch
 
-    from sail.foundations import FoundationBudget, pretrain_language
+    from sail.foundations import FoundationBudget, pretrain_language, pretrain_vision
     from sail.foundations.language import world_text
     from sail.model import GEOMETRIES, train_world_tokenizer
     from sail.world import sample_records
 
     torch.set_num_threads(threads)
-    budget, geometry = FoundationBudget(), GEOMETRIES["tiny"]
+    if device == "cpu":
+        os.environ["CUDA_VISIBLE_DEVICES"] = ""  # the trainer takes a GPU whenever it sees one
+    budget, geometry = replace(FoundationBudget(), **DESIGNS[design]), GEOMETRIES["tiny"]
     started = time.perf_counter()
-    records = sample_records("train", budget.language_records, seed=seed)
+    records = sample_records("train", max(budget.language_records, budget.vision_records), seed=seed)
     heldout = sample_records("validation", budget.heldout_records, seed=seed)
     tokenizer = train_world_tokenizer(world_text(records[:4000], seed), vocab_size=geometry.vocab_size)
     with tempfile.TemporaryDirectory() as runs:
-        _, report = pretrain_language(Path(runs), geometry, tokenizer, budget, records, heldout, seed=seed, progress=False)
+        language, report = pretrain_language(Path(runs), geometry, tokenizer, budget, records, heldout, seed=seed,
+                                             progress=False)
+        scores = {}
+        if captioner:
+            vision_budget = FoundationBudget()  # the ViT is not what is compared: notebook 00's own
+            probe, _ = pretrain_vision(Path(runs), geometry, vision_budget, records, heldout, seed=seed, progress=False)
+            scores = first_captioner(language, probe, tokenizer, geometry, vision_budget, seed, device)
     reached = next((c for c in report["reading_checks"]
                     if c["context_caption_pair_f1"] >= budget.language_reading_target), None)
-    return {"seed": seed, "threads": threads, "drill_steps": report["drill_steps"], "copies": report["copies"],
-            "checks": report["reading_checks"], "reached": report["reached_reading_target"],
+    return {"design": design, "seed": seed, "threads": threads, "drill_steps": report["drill_steps"],
+            "copies": report["copies"], "checks": report["reading_checks"], "reached": report["reached_reading_target"],
             "reached_step": reached and reached["step"], "reached_seconds": reached and reached["seconds"],
-            "steps": report["steps"], "seconds": report["seconds"],
-            "final_pair_f1": report["context_caption_pair_f1"], "wall_seconds": round(time.perf_counter() - started, 1)}
+            "steps": report["steps"], "seconds": report["seconds"], "final_pair_f1": report["context_caption_pair_f1"],
+            **scores, "wall_seconds": round(time.perf_counter() - started, 1)}
 
 
-def summary(runs: list[dict], cap: int) -> list[dict]:
-    """Per thread count: how many runs reached the target, and the median and worst step and seconds."""
+def summary(runs: list[dict]) -> list[dict]:
+    """Per design and thread count: how many runs reached the target, the median and worst step and
+    seconds, and the median final reading F1 (and first captioner F1, when measured)."""
+    from sail.foundations import FoundationBudget
+
     rows = []
-    for threads in sorted({run["threads"] for run in runs}):
-        group = [run for run in runs if run["threads"] == threads]
+    for design, threads in sorted({(run["design"], run["threads"]) for run in runs}):
+        group = [run for run in runs if run["design"] == design and run["threads"] == threads]
         reached = [run for run in group if run["reached"]]
         steps = [run["reached_step"] for run in reached]
         seconds = [run["reached_seconds"] for run in reached]
-        rows.append({"threads": threads, "runs": len(group), "reached": len(reached), "cap_steps": cap,
+        captioners = [run["captioner_pair_f1"] for run in group if "captioner_pair_f1" in run]
+        rows.append({"design": design, "threads": threads, "runs": len(group), "reached": len(reached),
+                     "cap_steps": replace(FoundationBudget(), **DESIGNS[design]).language_steps,
                      "median_step": statistics.median(steps) if steps else None, "worst_step": max(steps, default=None),
                      "median_seconds": round(statistics.median(seconds), 1) if seconds else None,
                      "worst_seconds": max(seconds, default=None),
-                     "median_final_pair_f1": round(statistics.median(run["final_pair_f1"] for run in group), 3)})
+                     "median_final_pair_f1": round(statistics.median(run["final_pair_f1"] for run in group), 3),
+                     "median_captioner_pair_f1": round(statistics.median(captioners), 3) if captioners else None,
+                     "worst_captioner_pair_f1": round(min(captioners), 3) if captioners else None})
     return rows
+
+
+def print_table(rows: list[dict]) -> None:
+    columns = ["design", "threads", "reached", "cap_steps", "median_step", "worst_step", "median_seconds",
+               "worst_seconds", "median_final_pair_f1", "median_captioner_pair_f1", "worst_captioner_pair_f1"]
+    cells = [[f"{row['reached']}/{row['runs']}" if name == "reached" else str(row[name]) for name in columns]
+             for row in rows]
+    widths = [max(len(name), *(len(line[i]) for line in cells)) for i, name in enumerate(columns)]
+    print("  ".join(name.rjust(width) for name, width in zip(columns, widths)))
+    for line in cells:
+        print("  ".join(cell.rjust(width) for cell, width in zip(line, widths)))
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--designs", nargs="+", default=["default"], choices=sorted(DESIGNS))
     parser.add_argument("--seeds", type=int, default=10)
     parser.add_argument("--threads", type=int, nargs="+", default=[1, 2])
+    parser.add_argument("--captioner", action="store_true", help="also train and score the first captioner")
+    parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    parser.add_argument("--workers", type=int, default=0, help="runs side by side (default: cores / threads)")
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "foundations.json")
     args = parser.parse_args()
 
     from sail.foundations import FoundationBudget
     from sail.manifest import atomic_write_json, environment
 
-    budget = FoundationBudget()
+    budgets = {design: asdict(replace(FoundationBudget(), **DESIGNS[design])) for design in args.designs}
+    measured_on = {"cpu_count": os.cpu_count(), **environment(Path(__file__).resolve().parents[1])}
+
+    def save(runs: list[dict]) -> list[dict]:
+        """Written after every run, so an interrupted study keeps what it measured."""
+        rows = summary(runs)
+        atomic_write_json(args.out, {"budgets": budgets, "device": args.device,
+                                     "captioner": CAPTIONER if args.captioner else None, "summary": rows, "runs": runs,
+                                     **measured_on})
+        return rows
+
     runs: list[dict] = []
     for threads in args.threads:
-        workers = max(1, (os.cpu_count() or 1) // threads)
+        jobs = [(design, seed) for design in args.designs for seed in range(args.seeds)]
+        workers = args.workers or max(1, (os.cpu_count() or 1) // threads)
         with ProcessPoolExecutor(workers, mp_context=get_context("spawn")) as pool:
-            for run in pool.map(one_run, range(args.seeds), [threads] * args.seeds):
+            futures = [pool.submit(one_run, design, seed, threads, args.captioner, args.device) for design, seed in jobs]
+            for future in as_completed(futures):
+                run = future.result()
                 runs.append(run)
                 checks = " ".join(f"{c['step']}:{c['context_caption_pair_f1']:.2f}" for c in run["checks"])
-                print(f"threads {threads} seed {run['seed']}: drill {run['drill_steps']} steps, "
-                      f"reading at step {run['reached_step']} ({run['reached_seconds']} s) | {checks}", flush=True)
-    rows = summary(runs, budget.language_steps)
-    print(f"\n{'threads':>7} {'reached':>8} {'cap':>5} {'median step':>12} {'worst step':>11} {'median s':>9} {'worst s':>8}"
-          f" {'median final F1':>16}")
-    for row in rows:
-        print(f"{row['threads']:>7} {row['reached']:>5}/{row['runs']:<2} {row['cap_steps']:>5} {row['median_step']!s:>12}"
-              f" {row['worst_step']!s:>11} {row['median_seconds']!s:>9} {row['worst_seconds']!s:>8}"
-              f" {row['median_final_pair_f1']:>16}")
-    atomic_write_json(args.out, {"budget": asdict(budget), "summary": rows, "runs": runs,
-                                 "cpu_count": os.cpu_count(), **environment(Path(__file__).resolve().parents[1])})
+                captioner = f" captioner {run['captioner_pair_f1']:.3f}" if "captioner_pair_f1" in run else ""
+                print(f"{run['design']} threads {threads} seed {run['seed']}: drill {run['drill_steps']} steps, reading at "
+                      f"step {run['reached_step']} ({run['reached_seconds']} s){captioner} | {checks}", flush=True)
+                rows = save(runs)
+    print()
+    print_table(rows)
     print(f"wrote {args.out}")
 
 

@@ -17,7 +17,7 @@ from transformers import AutoTokenizer, PreTrainedTokenizerBase, Qwen2ForCausalL
 
 from sail.foundations.language import (answer_accuracy, build_language_model, context_caption_score, copy_drills,
                                        language_report, lm_collate, lm_examples, world_text)
-from sail.foundations.vision import build_vision_probe, probe_collate, vision_report
+from sail.foundations.vision import CellAttributeProbe, build_vision_probe, probe_collate, vision_report
 from sail.manifest import atomic_write_json
 from sail.model import Geometry, add_image_tokens, train_world_tokenizer
 from sail.train import Stage, train
@@ -38,22 +38,24 @@ class FoundationBudget:
     `language_check_every` steps, at most `language_steps`; 0 turns the check off). Both LM
     stages decay their rate by a cosine over their cap down to `language_min_lr_ratio` of the peak.
 
-    Measured on this machine (`bench/foundations.py`, results in `bench/results/`): a drill run to
-    0.95 copy accuracy with the rate held at its peak (`language_min_lr_ratio=1.0`) reads within
-    250 steps at the median, but only 7 of 10 seeds (1 thread) and 6 of 10 (2 threads) reached
-    the target by step 400, and a first captioner built on such an LM named shapes wrongly (pair
-    F1 0.129 against 0.770 from the default recipe): it read colours, sizes and cells from the
-    image but not shapes. So the defaults stay the longer recipe: a fixed 100-step drill, then
-    world text under a cosine until the reading check passes.
+    Why this design (`bench/foundations.py`, results in `bench/results/`): a copy circuit forms in
+    a sudden transition at a random step. A fixed 100-step drill followed by world text often
+    never got there: on 4 seeds, 1 of 4 runs with a 600-step cap and 3 of 4 with a 2500-step cap
+    read their context, after 500 to 1800 steps. Drilling until held-out drills are copied (0.9
+    teacher-forced accuracy, 125 to 225 steps) makes the transition happen in the drill, where
+    nothing but copying lowers the loss; world text under a short cosine then reads within 150 to
+    350 steps in 10 of 10 seeds. The cosine matters: with the rate held at its peak, 2 of 10 seeds
+    stalled below the target by step 400.
     """
 
-    language_drill_steps: int = 100
-    language_drill_target: float = 0.95
-    language_drill_check_every: int = 0
-    language_steps: int = 2500
+    language_drill_steps: int = 400
+    language_drill_target: float = 0.9
+    language_drill_check_every: int = 25
+    language_steps: int = 400
     language_reading_target: float = 0.85
-    language_check_every: int = 100
+    language_check_every: int = 50
     language_min_lr_ratio: float = 0.1
+    language_packed: bool = False
     vision_steps: int = 450
     batch_size: int = 32
     language_records: int = 48_000
@@ -149,7 +151,7 @@ def pretrain_language(runs: Path, geometry: Geometry, tokenizer: PreTrainedToken
         drill_stage = Stage(
             name="foundation-language-drill",
             data=copy_drills(tokenizer, budget.language_drill_steps * budget.batch_size, seed),
-            collate=lm_collate(tokenizer), trainable=("",), lr=budget.language_lr, batch_size=budget.batch_size,
+            collate=lm_collate(tokenizer, budget.language_packed), trainable=("",), lr=budget.language_lr, batch_size=budget.batch_size,
             max_steps=budget.language_drill_steps, seed=seed, check_every=budget.language_drill_check_every,
             done_when=copies if budget.language_drill_check_every else None, min_lr_ratio=budget.language_min_lr_ratio)
         drill_run = train(language, drill_stage, runs / "language-drill", progress=progress)
@@ -167,7 +169,7 @@ def pretrain_language(runs: Path, geometry: Geometry, tokenizer: PreTrainedToken
 
     language_stage = Stage(
         name="foundation-language", data=lm_examples(train_records[: budget.language_records], tokenizer, seed=seed),
-        collate=lm_collate(tokenizer), trainable=("",), lr=budget.language_lr, batch_size=budget.batch_size,
+        collate=lm_collate(tokenizer, budget.language_packed), trainable=("",), lr=budget.language_lr, batch_size=budget.batch_size,
         max_steps=budget.language_steps, seed=seed, check_every=budget.language_check_every,
         done_when=reads_its_context if budget.language_check_every else None, min_lr_ratio=budget.language_min_lr_ratio)
     begun = time.perf_counter()
@@ -183,6 +185,19 @@ def pretrain_language(runs: Path, geometry: Geometry, tokenizer: PreTrainedToken
         "loss_curves": {"language (copy drill)": [h["loss"] for h in drill_history],
                         "language": [h["loss"] for h in language_run.history]},
     }
+
+
+def pretrain_vision(runs: Path, geometry: Geometry, budget: FoundationBudget, train_records: Sequence[dict],
+                    heldout: Sequence[dict], *, seed: int = 0, progress: bool = True) -> tuple[CellAttributeProbe, dict]:
+    """The ViT foundation: an InternViT under per-cell attribute heads; the probe and its report."""
+    probe = build_vision_probe(geometry)
+    stage = Stage(
+        name="foundation-vision", data=train_records[: budget.vision_records], collate=probe_collate(geometry),
+        trainable=("",), lr=budget.vision_lr, batch_size=budget.batch_size, max_steps=budget.vision_steps, seed=seed)
+    run = train(probe, stage, runs / "vision", progress=progress)
+    return probe, {"steps": run.steps, "tokens": run.tokens, "seconds": round(run.seconds, 1),
+                   "final_train_loss": run.history[-1]["loss"], **vision_report(probe, geometry, heldout),
+                   "loss_curve": [h["loss"] for h in run.history]}
 
 
 def build_foundations(directory: str | Path, geometry: Geometry, budget: FoundationBudget, *, seed: int = 0,
@@ -212,11 +227,8 @@ def build_foundations(directory: str | Path, geometry: Geometry, budget: Foundat
                                                 heldout, seed=seed, progress=progress)
     language.save_pretrained(directory / "language")
 
-    probe = build_vision_probe(geometry)
-    vision_stage = Stage(
-        name="foundation-vision", data=train_records[: budget.vision_records], collate=probe_collate(geometry),
-        trainable=("",), lr=budget.vision_lr, batch_size=budget.batch_size, max_steps=budget.vision_steps, seed=seed)
-    vision_run = train(probe, vision_stage, directory / "runs" / "vision", progress=progress)
+    probe, vision_part = pretrain_vision(directory / "runs", geometry, budget, train_records, heldout, seed=seed,
+                                         progress=progress)
     probe.encoder.save_pretrained(directory / "vision")
 
     report = {
@@ -225,10 +237,9 @@ def build_foundations(directory: str | Path, geometry: Geometry, budget: Foundat
         "budget": asdict(budget),
         "vocab_size": len(tokenizer),
         "language": {name: value for name, value in language_part.items() if name != "loss_curves"},
-        "vision": {"steps": vision_run.steps, "tokens": vision_run.tokens, "seconds": round(vision_run.seconds, 1),
-                   "final_train_loss": vision_run.history[-1]["loss"], **vision_report(probe, geometry, heldout)},
+        "vision": {name: value for name, value in vision_part.items() if name != "loss_curve"},
         "seconds": round(time.perf_counter() - started, 1),
-        "loss_curves": {**language_part["loss_curves"], "vision": [h["loss"] for h in vision_run.history]},
+        "loss_curves": {**language_part["loss_curves"], "vision": vision_part["loss_curve"]},
     }
     atomic_write_json(directory / REPORT, report)
     return Foundations(directory / "tokenizer", directory / "language", directory / "vision", report)
@@ -264,4 +275,4 @@ def foundation_parts(profile: str, geometry: Geometry, *, directory: str | Path,
 
 
 __all__ = ["foundation_parts", "FoundationBudget", "Foundations", "build_foundations", "capped_warning", "code_version",
-           "foundation_key", "load_foundations", "pretrain_language"]
+           "foundation_key", "load_foundations", "pretrain_language", "pretrain_vision"]

@@ -8,14 +8,11 @@ every source. Later, the projector only has to map image features onto something
 reads.
 
 Reading a context needs a copy circuit (induction heads), which forms in a sudden transition
-whose timing varies from run to run. A short drill of copying random strings of world words comes
-first and starts that circuit. Run until the LM copies held-out drills, with the rate held after
-warmup, the drill moves the transition much earlier (median step 250 instead of about 1400), but
-not reliably, and an LM that read this early did not carry shapes over from the image to its
-captions (see `FoundationBudget`). A drill over a large vocabulary (numbers, text words) did not
-learn to copy at all in 200 steps: the small world vocabulary is what makes the drill quick.
-Packing sequences (`sail.train.pack_batch`) makes a step about 1.8 times cheaper than padding;
-the foundation does not pack yet (see `lm_collate`).
+whose timing varies from run to run. A drill of copying random strings of world words comes first
+and lasts until the LM copies held-out strings: the transition happens there, and world text then
+reads its context within a few hundred steps (see `FoundationBudget`). A drill over a large
+vocabulary (numbers, text words) did not learn to copy at all in 200 steps: the small world
+vocabulary is what makes the drill quick.
 """
 
 from __future__ import annotations
@@ -149,10 +146,11 @@ PACKED_ROW = 256  # positions per packed row: twice the longest pretraining sequ
 def lm_collate(tokenizer: PreTrainedTokenizerBase, packed: bool = False):
     """Rows of (sequence, answers) → a batch with labels on the answers, right-padded or packed.
 
-    Packing gives the same loss per batch at about 1.8 times less compute per step, but it is off
-    for the foundation: the reference run with a packed LM (reading at step 1800, held-out pair F1
-    0.845) gave a first captioner of pair F1 0.237, against 0.770 from the padded LM, and why the
-    captioner depends on it so much is not yet understood.
+    Packing gives the same loss and gradients per batch at about 1.8 times less compute per step,
+    yet it stays off for the foundation: of 16 packed runs (`bench/results/foundation-designs-h100-a.json`)
+    only 3 reached the reading target, and the first captioners on those 3 scored pair F1 0.10,
+    0.47 and 0.73, against a median of 0.93 on padded LMs of the default design. Why is not yet
+    understood.
     """
     def collate(rows: list[tuple[str, list[str]]]) -> dict:
         batch = encode_texts(tokenizer, [text for text, _ in rows], [answers for _, answers in rows])
@@ -170,6 +168,7 @@ def answer_accuracy(model: Qwen2ForCausalLM, tokenizer: PreTrainedTokenizerBase,
     model.eval()
     batch = lm_collate(tokenizer, packed=True)(list(examples))
     batch.pop("num_tokens")
+    batch = {k: v.to(model.device) if torch.is_tensor(v) else v for k, v in batch.items()}
     predicted = model(**batch).logits[:, :-1].argmax(-1)
     labels = batch["labels"][:, 1:]
     model.train(was_training)
@@ -203,7 +202,7 @@ def context_caption_score(model: Qwen2ForCausalLM, tokenizer: PreTrainedTokenize
     for record in records:
         text = read_context_text(tokenizer, record, "")
         prompts.append(text[: text.rindex(f"{TURN_START}assistant\n") + len(f"{TURN_START}assistant\n")])
-    batch = tokenizer(prompts, padding=True, padding_side="left", add_special_tokens=False, return_tensors="pt")
+    batch = tokenizer(prompts, padding=True, padding_side="left", add_special_tokens=False, return_tensors="pt").to(model.device)
     output = model.generate(**batch, max_new_tokens=128, do_sample=False, eos_token_id=tokenizer.eos_token_id,
                             pad_token_id=tokenizer.pad_token_id)
     captions = tokenizer.batch_decode(output[:, batch["input_ids"].shape[1]:], skip_special_tokens=True)

@@ -75,11 +75,12 @@ def vision_report(probe: CellAttributeProbe, geometry: Geometry, records: Sequen
     """Held-out accuracy per attribute over cells that hold an object (text-vs-not over all cells)."""
     collate = probe_collate(geometry)
     probe.eval()
+    device = next(probe.parameters()).device
     correct = {name: 0 for name in HEADS}
     counted = {name: 0 for name in HEADS}
     for start in range(0, len(records), 64):
-        batch = collate(list(records[start : start + 64]))
-        logits = probe(**{k: v for k, v in batch.items() if k != "num_tokens"}).logits
+        batch = {k: v.to(device) for k, v in collate(list(records[start : start + 64])).items() if k != "num_tokens"}
+        logits = probe(**batch).logits
         occupied = batch["shape"] < len(SHAPES)
         for name in HEADS:
             keep = torch.ones_like(occupied) if name == "is_text" else occupied
