@@ -18,12 +18,14 @@ its threads to itself; with `--device cuda` they share the GPU.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import statistics
 import tempfile
 import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import asdict, replace
+from itertools import product
 from multiprocessing import get_context
 from pathlib import Path
 
@@ -43,6 +45,7 @@ DESIGNS: dict[str, dict] = {
     "drill-to-copy-cosine-600": {**DRILL_TO_COPY, "language_steps": 600},
     "drill-to-copy-held-lr": {**DRILL_TO_COPY, "language_min_lr_ratio": 1.0},
     "drill-to-0.9-cosine-500": {"language_steps": 500},
+    "drill-to-0.9-cosine-400": {"language_steps": 400},
 }
 CAPTIONER = {"steps": 250, "lr": 1e-3, "eval_images": 128}  # notebook 00's defaults
 
@@ -143,11 +146,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--designs", nargs="+", default=["default"], choices=sorted(DESIGNS))
     parser.add_argument("--seeds", type=int, default=10)
+    parser.add_argument("--first-seed", type=int, default=0, help="seeds run from here: first-seed .. first-seed+seeds-1")
     parser.add_argument("--threads", type=int, nargs="+", default=[1, 2])
     parser.add_argument("--captioner", action="store_true", help="also train and score the first captioner")
     parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     parser.add_argument("--workers", type=int, default=0, help="runs side by side (default: cores / threads)")
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "foundations.json")
+    parser.add_argument("--merge", action="store_true",
+                        help="keep the runs already in --out that this call does not repeat (measure parts apart)")
     args = parser.parse_args()
 
     from sail.foundations import FoundationBudget
@@ -165,8 +171,15 @@ def main() -> None:
         return rows
 
     runs: list[dict] = []
+    seeds = range(args.first_seed, args.first_seed + args.seeds)
+    if args.merge and args.out.is_file():
+        earlier = json.loads(args.out.read_text())
+        budgets = {**earlier["budgets"], **budgets}
+        measured_on["kept_runs_measured_at"] = earlier["git"]
+        repeated = set(product(args.designs, seeds, args.threads))
+        runs = [run for run in earlier["runs"] if (run["design"], run["seed"], run["threads"]) not in repeated]
     for threads in args.threads:
-        jobs = [(design, seed) for design in args.designs for seed in range(args.seeds)]
+        jobs = [(design, seed) for design in args.designs for seed in seeds]
         workers = args.workers or max(1, (os.cpu_count() or 1) // threads)
         with ProcessPoolExecutor(workers, mp_context=get_context("spawn")) as pool:
             futures = [pool.submit(one_run, design, seed, threads, args.captioner, args.device) for design, seed in jobs]

@@ -51,7 +51,7 @@ class FoundationBudget:
     language_drill_steps: int = 400
     language_drill_target: float = 0.9
     language_drill_check_every: int = 25
-    language_steps: int = 400
+    language_steps: int = 500
     language_reading_target: float = 0.85
     language_check_every: int = 50
     language_min_lr_ratio: float = 0.1
