@@ -30,9 +30,10 @@ from multiprocessing import get_context
 from pathlib import Path
 
 # LM foundation designs, as overrides of the default FoundationBudget (results in `results/`).
-FIXED_DRILL = {"language_drill_steps": 100, "language_drill_target": 0.95, "language_drill_check_every": 0,
+COUPLED = {"language_schedule_steps": None}  # the cosine ends at the cap
+FIXED_DRILL = {**COUPLED, "language_drill_steps": 100, "language_drill_target": 0.95, "language_drill_check_every": 0,
                "language_check_every": 100}
-DRILL_TO_COPY = {"language_drill_target": 0.95}
+DRILL_TO_COPY = {**COUPLED, "language_drill_target": 0.95}
 DESIGNS: dict[str, dict] = {
     "default": {},
     "fixed-drill-cosine-2500": {**FIXED_DRILL, "language_steps": 2500},
@@ -43,9 +44,9 @@ DESIGNS: dict[str, dict] = {
     "packed-drill-to-copy-cosine-500": {**DRILL_TO_COPY, "language_drill_check_every": 10, "language_drill_steps": 200,
                                         "language_steps": 500, "language_check_every": 100, "language_packed": True},
     "drill-to-copy-cosine-600": {**DRILL_TO_COPY, "language_steps": 600},
-    "drill-to-copy-held-lr": {**DRILL_TO_COPY, "language_min_lr_ratio": 1.0},
-    "drill-to-0.9-cosine-500": {"language_steps": 500},
-    "drill-to-0.9-cosine-400": {"language_steps": 400},
+    "drill-to-copy-held-lr": {**DRILL_TO_COPY, "language_steps": 400, "language_min_lr_ratio": 1.0},
+    "drill-to-0.9-cosine-500": {**COUPLED, "language_steps": 500},
+    "drill-to-0.9-cosine-400": {**COUPLED, "language_steps": 400},
 }
 CAPTIONER = {"steps": 250, "lr": 1e-3, "eval_images": 128}  # notebook 00's defaults
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import subprocess
 import sys
 import textwrap
@@ -13,7 +14,7 @@ import torch
 from sail.caption import caption_collate, caption_examples, captioner_trainable
 from sail.foundations.language import build_language_model, lm_collate, lm_examples
 from sail.model import build_vlm
-from sail.train import Stage, set_trainable, train
+from sail.train import Stage, set_trainable, train, warmup_cosine
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -60,6 +61,17 @@ def test_stage_refuses_meaningless_settings(tokenizer, records):
         lm_stage(tokenizer, records, trainable=())
     with pytest.raises(ValueError, match="go together"):
         lm_stage(tokenizer, records, done_when=lambda model, step: True)
+    with pytest.raises(ValueError, match="schedule_steps must be >= 1"):
+        lm_stage(tokenizer, records, schedule_steps=0)
+
+
+def test_a_schedule_longer_than_the_cap_keeps_its_own_pace(tmp_path, tokenizer, geometry, records):
+    model = build_language_model(geometry, tokenizer)
+    result = train(model, lm_stage(tokenizer, records, max_steps=4, schedule_steps=10), tmp_path, progress=False)
+    # warm-up is 1 step of 10; after step k the rate is the cosine over 10 steps at k, not over 4
+    factor, peak = warmup_cosine(10, 0.1, 0.1), 3e-3
+    assert [h["lr"] for h in result.history] == pytest.approx([peak * factor(step) for step in range(1, 5)])
+    assert result.history[-1]["lr"] == pytest.approx(peak * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * 3 / 9))))
 
 
 def test_stage_ends_once_done_and_stays_done_on_rerun(tmp_path, tokenizer, geometry, records):
@@ -118,7 +130,7 @@ def test_deepspeed_zero2_trains_on_cpu(tmp_path):
         from sail.foundations.language import world_text
         from sail.caption import caption_collate, caption_examples, captioner_trainable
         from sail.model import GEOMETRIES, build_vlm, make_processor, train_world_tokenizer
-        from sail.train import Stage, set_trainable, train
+        from sail.train import Stage, set_trainable, train, warmup_cosine
         from sail.world import sample_records
         records = sample_records("train", 32)
         tokenizer = train_world_tokenizer(world_text(records, 0), 400)

@@ -36,7 +36,8 @@ class FoundationBudget:
     teacher-forced accuracy `language_drill_target`), then pretrains on world text until captions
     written from held-out contexts reach `language_reading_target` pair F1 (checked every
     `language_check_every` steps, at most `language_steps`; 0 turns the check off). Both LM
-    stages decay their rate by a cosine over their cap down to `language_min_lr_ratio` of the peak.
+    stages decay their rate by a cosine down to `language_min_lr_ratio` of the peak: the drill over
+    its cap, world text over `language_schedule_steps` (None: over its cap).
 
     Why this design (`bench/foundations.py`, results in `bench/results/`): a copy circuit forms in
     a sudden transition at a random step. A fixed 100-step drill followed by world text often
@@ -51,7 +52,8 @@ class FoundationBudget:
     language_drill_steps: int = 400
     language_drill_target: float = 0.9
     language_drill_check_every: int = 25
-    language_steps: int = 500
+    language_steps: int = 400
+    language_schedule_steps: int | None = 500
     language_reading_target: float = 0.85
     language_check_every: int = 50
     language_min_lr_ratio: float = 0.1
@@ -170,7 +172,8 @@ def pretrain_language(runs: Path, geometry: Geometry, tokenizer: PreTrainedToken
     language_stage = Stage(
         name="foundation-language", data=lm_examples(train_records[: budget.language_records], tokenizer, seed=seed),
         collate=lm_collate(tokenizer, budget.language_packed), trainable=("",), lr=budget.language_lr, batch_size=budget.batch_size,
-        max_steps=budget.language_steps, seed=seed, check_every=budget.language_check_every,
+        max_steps=budget.language_steps, schedule_steps=budget.language_schedule_steps, seed=seed,
+        check_every=budget.language_check_every,
         done_when=reads_its_context if budget.language_check_every else None, min_lr_ratio=budget.language_min_lr_ratio)
     begun = time.perf_counter()
     language_run = train(language, language_stage, runs / "language", progress=progress)

@@ -24,6 +24,9 @@ class Stage:
     image tokens) is counted against `token_budget`. The run stops at whichever of `token_budget`
     and `max_steps` comes first; at least one must be set. `done_when(model, step)`, if given, is asked
     every `check_every` steps whether the model has learned what the stage is for; yes ends it early.
+    The learning rate warms up and decays by a cosine over the budget, or over `schedule_steps`
+    when set: a stage that usually ends early by `done_when` can keep the pace of a longer schedule
+    while its cap bounds what a slow run costs.
     """
 
     name: str
@@ -42,6 +45,7 @@ class Stage:
     seed: int = 0
     done_when: Callable[[nn.Module, int], bool] | None = None
     check_every: int = 0
+    schedule_steps: int | None = None
 
     def __post_init__(self) -> None:
         if self.token_budget is None and self.max_steps is None:
@@ -50,6 +54,8 @@ class Stage:
             raise ValueError(f"stage {self.name!r}: needs batch_size >= 1, lr > 0 and some data")
         if not self.trainable:
             raise ValueError(f"stage {self.name!r}: trains nothing")
+        if self.schedule_steps is not None and self.schedule_steps < 1:
+            raise ValueError(f"stage {self.name!r}: schedule_steps must be >= 1")
         if (self.done_when is None) != (self.check_every < 1):
             raise ValueError(f"stage {self.name!r}: done_when and check_every >= 1 go together")
 
