@@ -31,6 +31,8 @@ pipeline: .venv
 	cp outputs/tiny/data_cards/*.md outputs/tiny/data_cards/*.json data_cards/
 
 test: .venv
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/python -m pytest
 
 lab: .venv

@@ -4,8 +4,12 @@ Each notebook runs in a fresh kernel whose working directory is the notebook's f
 JupyterLab), with parameters merged from `configs/profiles/<profile>.yaml` (its `common` section,
 then the notebook's own section) and `-p NAME VALUE` overrides; `profile` itself is always passed.
 The executed copy goes to `<output-dir>/<profile>/<stem>.ipynb`, and `manifest.json` beside it
-records what ran, with which parameters, code and packages, and how long it took. The first
-failure stops the run with one line naming the notebook, the cell and the error.
+records what ran, with which parameters, code and packages, and how long it took. For reviewers
+who read without running anything, each executed notebook also gets an HTML render
+(`<stem>.html`), its small results (`results/`: the notebook's results JSON and model cards) and a
+row in `index.html`. Kernels run with `SAIL_HEADLESS=1` (see `sail.console`), so progress is
+saved as a few plain lines rather than bar fragments. The first failure stops the run with one
+line naming the notebook, the cell and the error.
 
 Every parameter given (`-p`, or a profile file) must be one that a notebook declares in its
 `parameters` cell: a typo stops the run before anything executes, naming the closest known
@@ -25,6 +29,7 @@ import json
 import logging
 import os
 import re
+import shutil
 import sys
 from pathlib import Path
 from typing import Any, Sequence
@@ -32,6 +37,8 @@ from typing import Any, Sequence
 import nbformat
 import yaml
 
+from sail import review
+from sail.console import HEADLESS_ENVIRONMENT
 from sail.manifest import git_commit, write_manifest
 
 REPO = Path(__file__).resolve().parents[1]
@@ -235,6 +242,27 @@ def execute(
     }
 
 
+def _tidy(output: Path, notebook: Path) -> None:
+    """Store papermill's record of the run with repository-relative paths, as the manifest does."""
+    nb = _executed(output)
+    if nb is None or "papermill" not in nb.metadata:
+        return
+    nb.metadata.papermill.update(input_path=_shown(notebook), output_path=_shown(output))
+    nbformat.write(nb, output)
+
+
+def publish(out_dir: Path, stem: str) -> None:
+    """Copy a notebook's small results next to its render: its results JSON (`<stem>.json`,
+    anywhere under artifacts) and the model cards (`artifacts/<model>/README.md`, as
+    `results/<model>.md`); checkpoints and datasets stay in artifacts."""
+    artifacts, results = out_dir / "artifacts", out_dir / "results"
+    results.mkdir(exist_ok=True)
+    if (summary := next(artifacts.rglob(f"{stem}.json"), None)) is not None:
+        shutil.copyfile(summary, results / summary.name)
+    for card in artifacts.glob("*/README.md"):
+        shutil.copyfile(card, results / f"{card.parent.name}.md")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="sail",
@@ -286,6 +314,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     manifest_path = out_dir / "manifest.json"
     entries = json.loads(manifest_path.read_text()).get("notebooks", {}) if manifest_path.is_file() else {}
     git = git_commit(REPO)  # before this run writes its outputs, which would make the tree dirty
+    os.environ.update(HEADLESS_ENVIRONMENT)  # the kernels inherit it: progress as lines, no library bars
     for notebook in notebooks:
         output = out_dir / f"{notebook.stem}.ipynb"
         print(f"sail: running {notebook.stem} (profile {args.profile}) -> {_shown(output)}", flush=True)
@@ -295,6 +324,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         entry = execute(notebook, output, parameters, args.kernel, args.log_output, args.timeout)
         entries[notebook.stem] = {**entry, "commit": git["commit"]}
         write_manifest(manifest_path, repo_dir=REPO, profile=args.profile, git=git, notebooks=entries)
+        if output.is_file():
+            _tidy(output, notebook)
+            publish(out_dir, notebook.stem)
+            review.render_html(output)
+        review.write_index(out_dir, args.profile, entries)
         if entry["error"]:
             failure = f"sail: FAILED {notebook.stem}, {entry['error']} (see {entry['output']})"
             print(failure, file=sys.stderr, flush=True)

@@ -35,3 +35,13 @@ def test_unknown_profile_fails_in_the_first_cell_with_a_clear_message(tmp_path):
     run = sail_run("00_tour", "--profile", "huge", "--output-dir", str(tmp_path), "-p", "lm_steps", "-3")
     assert run.returncode == 1
     assert "ParameterError" in run.stderr and "profile='huge'" in run.stderr and "lm_steps=-3" in run.stderr
+
+
+@pytest.mark.parametrize("notebook, message", [
+    ("02_captioner", "a folder holding reference/annotations.jsonl (run notebook 01 first)"),
+    ("08_evaluation", "the tour's captioner: run 00_tour first"),
+])
+def test_a_notebook_whose_inputs_are_missing_names_the_notebook_to_run_first(tmp_path, notebook, message):
+    run = sail_run(notebook, "--output-dir", str(tmp_path))  # a fresh run folder: nothing upstream ran
+    assert run.returncode == 1
+    assert f"sail: FAILED {notebook}, cell 3 (In [3]): ParameterError" in run.stderr and message in run.stderr

@@ -46,6 +46,12 @@ def project(tmp_path: Path) -> dict[str, Path]:
         "p = check_parameters(profile, steps=(steps, positive_int))",
         'import os, sys\nprint(f"{name}:{p.steps}:{sys.executable}:{os.getcwd()}")',
         "print(artifacts_dir)",
+        "import json, pathlib\n"
+        "model = pathlib.Path(artifacts_dir) / 'model'\n"
+        "model.mkdir(parents=True)\n"
+        "(model / 'README.md').write_text('a model card')\n"
+        "(model.parent / '00_ok.json').write_text(json.dumps({'headline': {'steps': p.steps}}))\n"
+        "print(os.environ.get('SAIL_HEADLESS'), os.environ.get('HF_HUB_DISABLE_PROGRESS_BARS'))",
     )
     write_notebook(notebooks / "01_fail.ipynb", 'profile = "tiny"', 'raise ValueError("boom")')
     write_notebook(notebooks / "02_never.ipynb", 'profile = "tiny"', "print('ran')")
@@ -71,11 +77,20 @@ def test_success_writes_notebook_and_manifest(project, capsys):
 
     assert sail(project, "00", "--profile", "tiny", "-p", "steps", "5") == 0
 
-    executed = nbformat.read(project["outputs"] / "tiny" / "00_ok.ipynb", as_version=4)
-    printed = executed.cells[-2].outputs[0].text.strip()
+    run = project["outputs"] / "tiny"
+    executed = nbformat.read(run / "00_ok.ipynb", as_version=4)
+    printed = executed.cells[-3].outputs[0].text.strip()
     assert printed == f"from-common:5:{sys.executable}:{project['notebooks']}"  # this interpreter, notebook cwd
     artifacts = project["outputs"].resolve() / "tiny" / "artifacts"  # outside the repository: absolute
-    assert executed.cells[-1].outputs[0].text.strip() == str(artifacts)
+    assert executed.cells[-2].outputs[0].text.strip() == str(artifacts)
+    assert executed.cells[-1].outputs[0].text.strip() == "1 1"  # kernels run headless: lines, no library bars
+
+    # What a reviewer reads without running anything: the render, the small results, the index.
+    assert "from-common:5" in (run / "00_ok.html").read_text()
+    assert json.loads((run / "results" / "00_ok.json").read_text()) == {"headline": {"steps": 5}}
+    assert (run / "results" / "model.md").read_text() == "a model card"
+    assert '<a href="00_ok.html">00_ok</a></td><td>ok</td>' in (run / "index.html").read_text()
+    assert "steps: 5" in (run / "index.html").read_text()
 
     manifest = json.loads(manifest_path.read_text())
     entry = manifest["notebooks"]["00_ok"]
@@ -107,6 +122,7 @@ def test_failure_stops_the_run_and_names_notebook_cell_and_error(project, capsys
     assert notebooks["01_fail"]["duration_s"] > 0
     assert notebooks["01_fail"]["parameters"] == {"profile": "tiny"}  # common values reach only notebooks declaring them
     assert "02_never" not in notebooks
+    assert "<td>failed: cell 2 (In [3]): ValueError: boom</td>" in (project["outputs"] / "tiny" / "index.html").read_text()
 
 
 @pytest.mark.notebook

@@ -11,6 +11,7 @@ checkpoint is set aside for the one before it, so a diverged run never resumes i
 from __future__ import annotations
 
 import json
+import logging
 import math
 import os
 import shutil
@@ -26,8 +27,8 @@ from accelerate import Accelerator, DeepSpeedPlugin
 from accelerate.scheduler import AcceleratedScheduler
 from accelerate.utils import InitProcessGroupKwargs
 from torch import nn
-from tqdm.auto import tqdm
 
+from sail import console
 from sail.manifest import atomic_write_json
 from sail.train.stage import Stage, parameter_groups, set_trainable, warmup_cosine
 
@@ -156,8 +157,8 @@ def train(model: nn.Module, stage: Stage, output_dir: str | Path, *, deepspeed_c
     state.planned_steps = planned_steps
 
     model.train()
-    bar = tqdm(total=state.planned_steps, initial=state.step, desc=stage.name, mininterval=3,
-               disable=not progress or not accelerator.is_main_process)
+    bar = console.progress(state.planned_steps, initial=state.step, desc=stage.name,
+                           disable=not progress or not accelerator.is_main_process)
     started = time.perf_counter()
     while not _spent(stage, state):
         batch = first_batch if first_batch is not None else stage.collate(
@@ -214,7 +215,10 @@ class _EpochOrder:
 
 
 def _planned_steps(stage: Stage, tokens_per_step: int) -> int:
-    """The schedule's length: the step budget, or the token budget at the first batch's token rate."""
+    """The schedule's length: `schedule_steps`, else the step budget or the token budget at the
+    first batch's token rate."""
+    if stage.schedule_steps is not None:
+        return stage.schedule_steps
     by_tokens = math.ceil(stage.token_budget / max(1, tokens_per_step)) if stage.token_budget else None
     return min(s for s in (stage.max_steps, by_tokens) if s is not None)
 
@@ -294,6 +298,21 @@ def _first_nonfinite(model: nn.Module) -> str | None:
     """The name of the first weight or buffer holding a NaN or infinity, if any."""
     return next((name for name, tensor in model.state_dict().items()
                  if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all())), None)
+
+
+class _TiedHeadNotice(logging.Filter):
+    """Drops accelerate's notice that a tied `lm_head` was saved once, with the embeddings: loading
+    ties it again (the resume tests compare the weights). Any other shared tensor still warns."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "Removed shared tensor {'lm_head.weight'}" not in record.getMessage()
+
+
+logging.getLogger("accelerate.utils.other").addFilter(_TiedHeadNotice())
+# DeepSpeed (imported by accelerate) logs a warning whenever it has to guess the accelerator; on a
+# machine without CUDA the answer is known.
+if not torch.cuda.is_available():
+    os.environ.setdefault("DS_ACCELERATOR", "cpu")
 
 
 def _save_checkpoint(accelerator: Accelerator, model: nn.Module, output_dir: Path, state: TrainState, keep: int,

@@ -1,0 +1,110 @@
+"""What a reviewer reads: HTML renders of the executed notebooks, an index, and a scan for noise.
+
+Reviewers open `outputs/<profile>/` without running anything. `sail run` writes, next to each
+executed notebook, its HTML render and its small results (`results/<stem>.json`), and keeps
+`index.html` current: one row per notebook with its status, time and headline numbers.
+`problems` lists what a reviewer should never have to read past: errors, the running machine's
+absolute paths, progress-bar fragments, warnings or logs on stderr that nobody decided to accept.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import re
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+import nbformat
+
+# An absolute path on some machine (/home/..., /work/..., C:\...), not a URL's path or a ratio.
+ABSOLUTE_PATH = re.compile(r"(?<![\w.:/\\-])/(?:[\w.-]+/)+[\w.-]*|\b[A-Za-z]:\\[\w.-]")
+PROGRESS_FRAGMENT = re.compile(r"\r|\d+%\|")
+# Text on stderr (warnings, library logs) a reviewer may see in a reference run, as patterns
+# mapped to why each is accepted. Empty: none is; harmless noise is silenced where it starts.
+ACCEPTED_STDERR: dict[str, str] = {}
+
+
+def _output_texts(output: Mapping[str, Any]) -> Iterable[tuple[str, str]]:
+    """(kind, text) of everything an output shows as text."""
+    if output.get("output_type") == "stream":
+        yield output.get("name", "stream"), "".join(output.get("text", ""))
+    elif output.get("output_type") == "error":
+        yield "error", f"{output.get('ename')}: {output.get('evalue')}"
+    for mime, value in output.get("data", {}).items():
+        if mime.startswith("text/") or mime == "application/json":
+            yield mime, value if isinstance(value, str) else json.dumps(value)
+
+
+def problems(nb: nbformat.NotebookNode) -> list[str]:
+    """Everything in an executed notebook that a clean reference run must not show."""
+    found = []
+    paths = {name: nb.metadata.get("papermill", {}).get(name) for name in ("input_path", "output_path")}
+    for name, value in paths.items():
+        if isinstance(value, str) and ABSOLUTE_PATH.match(value):
+            found.append(f"metadata: papermill {name} is absolute: {value}")
+    for index, cell in enumerate(nb.cells):
+        for output in cell.get("outputs", []):
+            for kind, text in _output_texts(output):
+                where = f"cell {index} ({kind})"
+                if kind == "error":
+                    found.append(f"{where}: error output {text[:120]}")
+                if match := ABSOLUTE_PATH.search(text):
+                    found.append(f"{where}: absolute path {match[0]!r}")
+                if fragments := len(PROGRESS_FRAGMENT.findall(text)):
+                    found.append(f"{where}: {fragments} progress-bar fragments")
+                if kind == "stderr" and not any(re.search(pattern, text) for pattern in ACCEPTED_STDERR):
+                    found.append(f"{where}: stderr output {(text.strip().splitlines() or [''])[0][:120]!r}")
+    return found
+
+
+def code_sources(nb: nbformat.NotebookNode) -> list[str]:
+    """The code cells as written, without the cell papermill injects for the run's parameters."""
+    return [cell.source for cell in nb.cells
+            if cell.cell_type == "code" and "injected-parameters" not in cell.metadata.get("tags", [])]
+
+
+def render_html(notebook: Path) -> Path:
+    """`<stem>.html` beside the executed notebook, figures embedded, readable without Jupyter."""
+    from nbconvert import HTMLExporter  # imported here: it costs a second
+
+    exporter = HTMLExporter()
+    exporter.log.setLevel("ERROR")  # it warns that matplotlib figures carry no alt text: true of every plot
+    body, _ = exporter.from_notebook_node(nbformat.read(notebook, as_version=4))
+    target = notebook.with_suffix(".html")
+    target.write_text(body, encoding="utf-8")
+    return target
+
+
+def _number(value: Any) -> str:
+    return f"{value:.3f}" if isinstance(value, float) else html.escape(str(value))
+
+
+def write_index(out_dir: Path, profile: str, entries: Mapping[str, Mapping[str, Any]]) -> Path:
+    """`index.html`: each notebook's render, status, time and headline numbers (from the
+    `headline` of its results JSON), in run order."""
+    rows = []
+    for stem, entry in entries.items():
+        results = out_dir / "results" / f"{stem}.json"
+        headline = json.loads(results.read_text()).get("headline", {}) if results.is_file() else {}
+        numbers = "<br>".join(f"{html.escape(name)}: {_number(value)}" for name, value in headline.items())
+        link = f'<a href="{html.escape(stem)}.html">{html.escape(stem)}</a>'
+        seconds = entry.get("duration_s")
+        status = html.escape(entry["status"] + (f": {entry['error']}" if entry.get("error") else ""))
+        rows.append(f"<tr><td>{link}</td><td>{status}</td><td>{'' if seconds is None else f'{seconds:.0f} s'}</td>"
+                    f"<td>{numbers}</td></tr>")
+    page = f"""<!doctype html>
+<html><head><meta charset="utf-8"><title>sail: {html.escape(profile)} run</title>
+<style>body{{font-family:sans-serif;margin:2em}}table{{border-collapse:collapse}}
+td,th{{border:1px solid #ccc;padding:.4em .8em;vertical-align:top;text-align:left}}</style></head>
+<body><h1>sail · the {html.escape(profile)} profile's run</h1>
+<p>Each notebook as executed by <code>sail run</code>; <code>manifest.json</code> records the commit,
+parameters and packages. Results: <code>results/</code>; data cards: <code>data_cards/</code>.</p>
+<table><tr><th>notebook</th><th>status</th><th>time</th><th>headline numbers</th></tr>
+{chr(10).join(rows)}
+</table></body></html>
+"""
+    target = out_dir / "index.html"
+    target.write_text(page, encoding="utf-8")
+    return target
