@@ -7,6 +7,8 @@
   facts). In the spirit of CAPTURE, which matches the objects, attributes and relations a caption
   mentions against those of a reference.
 - `quality_plot`: grouped bars of one metric per element type, one bar per source.
+- `shortfall_text`, `weakest_elements`, `caption_examples`: where a source falls short, written
+  from the table; examples of every source's captions in full, as a markdown table.
 - `human_eval_sheet`: for real data, which has no records, a CSV for human raters (image path,
   source, caption, and blank rubric columns), optionally blind; `read_human_eval` summarises it
   once filled.
@@ -28,6 +30,7 @@ import pandas as pd
 import seaborn as sns
 
 from sail.manifest import atomic_write_text
+from sail.prose import number, versus
 from sail.world import score_captions
 from sail.world.score import ELEMENT_TYPES
 
@@ -83,22 +86,71 @@ def quality_long(quality: pd.DataFrame) -> pd.DataFrame:
 
 
 def quality_plot(quality: pd.DataFrame, metric: str = "f1", *, elements: Sequence[str] = tuple(HEADLINE), ax=None):
-    """Grouped bars: one group per element type, one bar per source; hallucination rate as its own group."""
+    """Grouped bars: one group per element type, one bar per source; hallucination rate as its own group.
+
+    Both share the 0-1 axis; a dashed line sets the hallucination group apart, and the axis label
+    says which bars are the metric (higher is better) and which are the rate (lower is better).
+    """
     long = quality_long(quality)
     frame = long[(long["metric"] == metric) & long["element"].isin(elements)]
     extra = pd.DataFrame({"source": quality.index, "element": "hallucination rate", "metric": metric,
                           "value": quality["hallucination_rate"].to_numpy()})
     frame = pd.concat([frame, extra], ignore_index=True)
     if ax is None:
-        _, ax = plt.subplots(figsize=(1.5 * (len(elements) + 1) + 2, 3.2))
+        _, ax = plt.subplots(figsize=(1.4 * (len(elements) + 1) + 3, 3.4))
     sns.barplot(frame, x="element", y="value", hue="source", ax=ax)
-    ax.set_ylim(0, 1)
-    ax.set_ylabel(metric)
-    ax.set_xlabel("")
-    ax.set_title(f"caption {metric} against the record, and hallucination rate")
-    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1, 1))
+    name = {"f1": "F1", "precision": "precision", "recall": "recall"}.get(metric, metric)
+    ax.axvline(len(elements) - 0.5, color="0.4", linestyle="--", linewidth=1)
+    ax.set_ylim(0, 1.05)
+    ax.set_ylabel(f"{name} against the record (higher is better)\nlast group: hallucination rate (lower is better)",
+                  fontsize=8)
+    ax.set_xlabel("element type")
+    images = int(quality["n"].iloc[0]) if "n" in quality and len(quality) else None
+    on = f" on {images} held-out images" if images else ""
+    ax.set_title(f"Caption {name} per element type against the record, and hallucination rate{on}", fontsize=10)
+    ax.legend(title="caption source", fontsize=8, title_fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1))
     ax.figure.tight_layout()
     return ax
+
+
+def weakest_elements(headline: pd.DataFrame, source: str, reference: str = "teacher", k: int = 3) -> pd.DataFrame:
+    """The `k` headline element types where `source` scores lowest (ties in `HEADLINE` order), beside `reference`."""
+    row = headline.loc[source, list(HEADLINE)].astype(float)
+    weakest = row.sort_values(kind="stable").index[:k]
+    return pd.DataFrame({source: row[weakest], reference: headline.loc[reference, weakest].astype(float)})
+
+
+def shortfall_text(headline: pd.DataFrame, source: str, reference: str = "teacher", k: int = 3) -> str:
+    """Where `source` falls short, written from the headline table: its weakest element types by
+    F1, each against `reference`'s, and its hallucination rate against `reference`'s."""
+    weakest = weakest_elements(headline, source, reference, k)
+    parts = [versus(f"{element} F1", values[source], values[reference], f"the {reference}")
+             for element, values in weakest.iterrows()]
+    text = f"The weakest element types of the {source}: " + "; ".join(parts) + "."
+    if "relations" in weakest.index and headline.loc[reference, "relations"] < 1:
+        text += (f" (The {reference}'s own relation F1 is {number(headline.loc[reference, 'relations'])}: it names at "
+                 "most two relations per caption, so its relation recall is below 1 by design.)")
+    rate = headline["hallucination_rate"]
+    text += " " + versus("Its hallucination rate", rate[source], rate[reference], f"the {reference}") + "."
+    return text
+
+
+def caption_examples(captions_by_source: Mapping[str, Sequence[str]], n: int = 4,
+                     ids: Sequence[str] | None = None) -> str:
+    """A markdown table of the first `n` captions of every source, in full (one row per image)."""
+    sources = list(captions_by_source)
+    n = min(n, *(len(c) for c in captions_by_source.values())) if sources else 0
+
+    def cell(text) -> str:  # one line, markdown's special characters escaped ("$" would start maths)
+        text = re.sub(r"([\\`*_|$])", r"\\\1", " ".join(str(text).split())).replace("<", "&lt;")
+        return text or "(none)"
+
+    head = ["image", *sources] if ids is not None else sources
+    lines = ["| " + " | ".join(map(cell, head)) + " |", "|" + "---|" * len(head)]
+    for i in range(n):
+        cells = ([cell(ids[i])] if ids is not None else []) + [cell(captions_by_source[s][i]) for s in sources]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
 
 
 # --- human evaluation -----------------------------------------------------------------------
@@ -235,6 +287,7 @@ def judge_summary(judgements: pd.DataFrame) -> pd.DataFrame:
 
 
 __all__ = [
-    "HEADLINE", "JUDGE_PROMPT", "RUBRIC", "RUBRIC_COLUMNS", "caption_quality", "headline_table", "human_eval_sheet",
-    "judge", "judge_summary", "parse_judgement", "quality_long", "quality_plot", "read_human_eval",
+    "HEADLINE", "JUDGE_PROMPT", "RUBRIC", "RUBRIC_COLUMNS", "caption_examples", "caption_quality", "headline_table",
+    "human_eval_sheet", "judge", "judge_summary", "parse_judgement", "quality_long", "quality_plot", "read_human_eval",
+    "shortfall_text", "weakest_elements",
 ]

@@ -124,13 +124,15 @@ def distribution(pool: Sequence[Item], subset: Sequence[Item],
 
 
 def plot_distribution(frames: dict[str, pd.DataFrame]):
-    """One panel per grouping: share of the pool vs share of the balanced subset."""
+    """One panel per grouping: share of the pool vs share of the balanced subset (one legend, outside)."""
     import matplotlib.pyplot as plt
     import seaborn as sns
 
-    figure, axes = plt.subplots(1, len(frames), figsize=(6 * len(frames), 3.8), squeeze=False)
-    for ax, (name, frame) in zip(axes.flat, frames.items()):
-        sns.barplot(frame, y=name, x="share", hue="set", ax=ax)
-        ax.set_title(f"{name}: pool vs balanced subset")
+    figure, axes = plt.subplots(1, len(frames), figsize=(6 * len(frames) + 1, 3.8), squeeze=False)
+    for index, (ax, (name, frame)) in enumerate(zip(axes.flat, frames.items())):
+        sns.barplot(frame, y=name, x="share", hue="set", ax=ax, legend=index == len(frames) - 1)
+        ax.set(title=f"{name}: pool vs balanced subset", xlabel="share of the set's images", ylabel=name)
+    if axes.flat[-1].get_legend() is not None:
+        sns.move_legend(axes.flat[-1], "upper left", bbox_to_anchor=(1.01, 1), title="set", frameon=False)
     figure.tight_layout()
     return figure

@@ -8,7 +8,8 @@ Steps, in order (one streaming pass; an item stops at the first step that drops 
                   otherwise failing `load()`, too many pixels (checked before decoding, a
                   decompression-bomb guard), duplicate item id, unsupported mode.
 2. `resolution` — shorter side below `min_side` or longer side above `max_side`.
-3. `aspect`     — long/short side ratio above `max_aspect` (1x500, 4000x10 ...).
+3. `aspect`     — long/short side ratio above `max_aspect`: banners whose short side passes
+                  `resolution` (300x40); thinner slivers (1x500) stop at `resolution` first.
 4. `alt_text`   — empty, too short, too long, junk only (file names, "png hd wallpaper" ...).
                   Sources in `alt_text_optional` (SA-1B-like, shipped without text) may have
                   empty alt-text: they are captioned from the image alone instead of recaptioned.
@@ -384,7 +385,7 @@ def run_funnel(items: Iterable[Item], config: FunnelConfig | None = None) -> Fun
 
 
 def plot_funnel(result: FunnelResult):
-    """Two panels: items remaining after each step, and items dropped per reason."""
+    """Two panels: items remaining after each step, and items dropped per reason (bars labelled)."""
     import matplotlib.pyplot as plt
     import seaborn as sns
 
@@ -395,12 +396,40 @@ def plot_funnel(result: FunnelResult):
     reasons["label"] = reasons["step"] + ": " + reasons["reason"]
     figure, (left, right) = plt.subplots(1, 2, figsize=(12, 0.45 * max(len(remaining), len(reasons)) + 1.5))
     sns.barplot(remaining, y="step", x="items", ax=left, color="#4c72b0")
-    for patch, value in zip(left.patches, remaining["items"]):
-        left.text(patch.get_width(), patch.get_y() + patch.get_height() / 2, f" {value}", va="center", fontsize=8)
-    left.set_title("items remaining after each step")
-    if len(reasons):
-        sns.barplot(reasons, y="label", x="dropped", hue="step", dodge=False, ax=right)
-        right.set_ylabel("")
-    right.set_title("items dropped, by reason")
+    left.set(title="items remaining after each step", xlabel="items", ylabel="funnel step",
+             xlim=(0, 1.15 * max(result.total, 1)))
+    if len(reasons):  # the label names the step, so the colours need no legend
+        sns.barplot(reasons, y="label", x="dropped", hue="step", dodge=False, legend=False, ax=right)
+        right.set_xlim(0, 1.15 * reasons["dropped"].max())
+    else:
+        right.text(0.5, 0.5, "nothing dropped", ha="center", va="center", transform=right.transAxes)
+    right.set(title="items dropped, by step: reason", xlabel="items dropped", ylabel="")
+    for ax in (left, right):
+        for container in ax.containers:
+            ax.bar_label(container, fmt="%d", padding=2, fontsize=8)
+    figure.tight_layout()
+    return figure
+
+
+def plot_recall(recall: pd.DataFrame):
+    """Per injected defect kind (a `recall_against` frame): the share handled as expected, each bar
+    labelled caught/injected, coloured by defect group with the legend outside the bars."""
+    import matplotlib.pyplot as plt
+    import seaborn as sns
+    from matplotlib.patches import Patch
+
+    groups = list(dict.fromkeys(recall["group"]))
+    colours = dict(zip(groups, sns.color_palette(n_colors=max(len(groups), 1))))
+    figure, ax = plt.subplots(figsize=(8, 0.3 * len(recall) + 1.4))
+    rows = range(len(recall))
+    ax.barh(rows, recall["recall"], color=[colours[g] for g in recall["group"]])
+    for row, item in zip(rows, recall.itertuples()):
+        ax.text(item.recall, row, f" {item.caught}/{item.injected}", va="center", fontsize=8)
+    ax.set_yticks(list(rows), list(recall["kind"]))
+    ax.invert_yaxis()
+    ax.set(xlim=(0, 1.15), xticks=[0, 0.25, 0.5, 0.75, 1.0], xlabel="recall (handled as expected / injected)",
+           ylabel="injected defect kind", title="recall of injected defects, per kind")
+    ax.legend(handles=[Patch(color=colours[g], label=g) for g in groups], title="defect group",
+              loc="upper left", bbox_to_anchor=(1.01, 1), frameon=False)
     figure.tight_layout()
     return figure
