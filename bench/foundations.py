@@ -31,8 +31,13 @@ from pathlib import Path
 
 # LM foundation designs, as overrides of the default FoundationBudget (results in `results/`).
 COUPLED = {"language_schedule_steps": None}  # the cosine ends at the cap
-FIXED_DRILL = {**COUPLED, "language_drill_steps": 100, "language_drill_target": 0.95, "language_drill_check_every": 0,
-               "language_check_every": 100}
+FIXED_DRILL = {
+    **COUPLED,
+    "language_drill_steps": 100,
+    "language_drill_target": 0.95,
+    "language_drill_check_every": 0,
+    "language_check_every": 100,
+}
 DRILL_TO_COPY = {**COUPLED, "language_drill_target": 0.95}
 DESIGNS: dict[str, dict] = {
     "default": {},
@@ -41,8 +46,14 @@ DESIGNS: dict[str, dict] = {
     "packed-cosine-600": {**FIXED_DRILL, "language_steps": 600, "language_packed": True},
     "packed-cosine-400": {**FIXED_DRILL, "language_steps": 400, "language_packed": True},
     "packed-batch16-cosine-1000": {**FIXED_DRILL, "language_steps": 1000, "batch_size": 16, "language_packed": True},
-    "packed-drill-to-copy-cosine-500": {**DRILL_TO_COPY, "language_drill_check_every": 10, "language_drill_steps": 200,
-                                        "language_steps": 500, "language_check_every": 100, "language_packed": True},
+    "packed-drill-to-copy-cosine-500": {
+        **DRILL_TO_COPY,
+        "language_drill_check_every": 10,
+        "language_drill_steps": 200,
+        "language_steps": 500,
+        "language_check_every": 100,
+        "language_packed": True,
+    },
     "drill-to-copy-cosine-600": {**DRILL_TO_COPY, "language_steps": 600},
     "drill-to-copy-held-lr": {**DRILL_TO_COPY, "language_steps": 400, "language_min_lr_ratio": 1.0},
     "drill-to-0.9-cosine-500": {**COUPLED, "language_steps": 500},
@@ -63,15 +74,28 @@ def first_captioner(language, probe, tokenizer, geometry, budget, seed: int, dev
         probe.encoder.save_pretrained(Path(folder) / "vision")
         model = compose_vlm(Path(folder) / "vision", Path(folder) / "language", tokenizer)
         processor = make_processor(tokenizer, geometry.tile_size, geometry.image_seq_length)
-        stage = Stage(name="first-captioner", lr=CAPTIONER["lr"], batch_size=budget.batch_size,
-                      data=caption_examples(sample_records("train", CAPTIONER["steps"] * budget.batch_size, seed=seed),
-                                            "teacher", seed=seed),
-                      collate=caption_collate(processor), trainable=captioner_trainable(train_vision=False),
-                      max_steps=CAPTIONER["steps"], seed=seed)
+        stage = Stage(
+            name="first-captioner",
+            lr=CAPTIONER["lr"],
+            batch_size=budget.batch_size,
+            data=caption_examples(
+                sample_records("train", CAPTIONER["steps"] * budget.batch_size, seed=seed), "teacher", seed=seed
+            ),
+            collate=caption_collate(processor),
+            trainable=captioner_trainable(train_vision=False),
+            max_steps=CAPTIONER["steps"],
+            seed=seed,
+        )
         result = train(model, stage, Path(folder) / "run", progress=False)
-    _, scores = evaluate_captioner(model.to(device), processor, sample_records("test", CAPTIONER["eval_images"], seed=seed))
-    return {"captioner_seconds": round(result.seconds, 1), "captioner_pair_f1": scores["pair_f1"],
-            "captioner_object_f1": scores["object_f1"], "captioner_position_f1": scores["position_f1"]}
+    _, scores = evaluate_captioner(
+        model.to(device), processor, sample_records("test", CAPTIONER["eval_images"], seed=seed)
+    )
+    return {
+        "captioner_seconds": round(result.seconds, 1),
+        "captioner_pair_f1": scores["pair_f1"],
+        "captioner_object_f1": scores["object_f1"],
+        "captioner_position_f1": scores["position_f1"],
+    }
 
 
 def one_run(design: str, seed: int, threads: int, captioner: bool, device: str) -> dict:
@@ -93,20 +117,33 @@ def one_run(design: str, seed: int, threads: int, captioner: bool, device: str) 
     heldout = sample_records("validation", budget.heldout_records, seed=seed)
     tokenizer = train_world_tokenizer(world_text(records[:4000], seed), vocab_size=geometry.vocab_size)
     with tempfile.TemporaryDirectory() as runs:
-        language, report = pretrain_language(Path(runs), geometry, tokenizer, budget, records, heldout, seed=seed,
-                                             progress=False)
+        language, report = pretrain_language(
+            Path(runs), geometry, tokenizer, budget, records, heldout, seed=seed, progress=False
+        )
         scores = {}
         if captioner:
             vision_budget = FoundationBudget()  # the ViT is not what is compared: notebook 00's own
             probe, _ = pretrain_vision(Path(runs), geometry, vision_budget, records, heldout, seed=seed, progress=False)
             scores = first_captioner(language, probe, tokenizer, geometry, vision_budget, seed, device)
-    reached = next((c for c in report["reading_checks"]
-                    if c["context_caption_pair_f1"] >= budget.language_reading_target), None)
-    return {"design": design, "seed": seed, "threads": threads, "drill_steps": report["drill_steps"],
-            "copies": report["copies"], "checks": report["reading_checks"], "reached": report["reached_reading_target"],
-            "reached_step": reached and reached["step"], "reached_seconds": reached and reached["seconds"],
-            "steps": report["steps"], "seconds": report["seconds"], "final_pair_f1": report["context_caption_pair_f1"],
-            **scores, "wall_seconds": round(time.perf_counter() - started, 1)}
+    reached = next(
+        (c for c in report["reading_checks"] if c["context_caption_pair_f1"] >= budget.language_reading_target), None
+    )
+    return {
+        "design": design,
+        "seed": seed,
+        "threads": threads,
+        "drill_steps": report["drill_steps"],
+        "copies": report["copies"],
+        "checks": report["reading_checks"],
+        "reached": report["reached_reading_target"],
+        "reached_step": reached and reached["step"],
+        "reached_seconds": reached and reached["seconds"],
+        "steps": report["steps"],
+        "seconds": report["seconds"],
+        "final_pair_f1": report["context_caption_pair_f1"],
+        **scores,
+        "wall_seconds": round(time.perf_counter() - started, 1),
+    }
 
 
 def summary(runs: list[dict]) -> list[dict]:
@@ -121,22 +158,42 @@ def summary(runs: list[dict]) -> list[dict]:
         steps = [run["reached_step"] for run in reached]
         seconds = [run["reached_seconds"] for run in reached]
         captioners = [run["captioner_pair_f1"] for run in group if "captioner_pair_f1" in run]
-        rows.append({"design": design, "threads": threads, "runs": len(group), "reached": len(reached),
-                     "cap_steps": replace(FoundationBudget(), **DESIGNS[design]).language_steps,
-                     "median_step": statistics.median(steps) if steps else None, "worst_step": max(steps, default=None),
-                     "median_seconds": round(statistics.median(seconds), 1) if seconds else None,
-                     "worst_seconds": max(seconds, default=None),
-                     "median_final_pair_f1": round(statistics.median(run["final_pair_f1"] for run in group), 3),
-                     "median_captioner_pair_f1": round(statistics.median(captioners), 3) if captioners else None,
-                     "worst_captioner_pair_f1": round(min(captioners), 3) if captioners else None})
+        rows.append(
+            {
+                "design": design,
+                "threads": threads,
+                "runs": len(group),
+                "reached": len(reached),
+                "cap_steps": replace(FoundationBudget(), **DESIGNS[design]).language_steps,
+                "median_step": statistics.median(steps) if steps else None,
+                "worst_step": max(steps, default=None),
+                "median_seconds": round(statistics.median(seconds), 1) if seconds else None,
+                "worst_seconds": max(seconds, default=None),
+                "median_final_pair_f1": round(statistics.median(run["final_pair_f1"] for run in group), 3),
+                "median_captioner_pair_f1": round(statistics.median(captioners), 3) if captioners else None,
+                "worst_captioner_pair_f1": round(min(captioners), 3) if captioners else None,
+            }
+        )
     return rows
 
 
 def print_table(rows: list[dict]) -> None:
-    columns = ["design", "threads", "reached", "cap_steps", "median_step", "worst_step", "median_seconds",
-               "worst_seconds", "median_final_pair_f1", "median_captioner_pair_f1", "worst_captioner_pair_f1"]
-    cells = [[f"{row['reached']}/{row['runs']}" if name == "reached" else str(row[name]) for name in columns]
-             for row in rows]
+    columns = [
+        "design",
+        "threads",
+        "reached",
+        "cap_steps",
+        "median_step",
+        "worst_step",
+        "median_seconds",
+        "worst_seconds",
+        "median_final_pair_f1",
+        "median_captioner_pair_f1",
+        "worst_captioner_pair_f1",
+    ]
+    cells = [
+        [f"{row['reached']}/{row['runs']}" if name == "reached" else str(row[name]) for name in columns] for row in rows
+    ]
     widths = [max(len(name), *(len(line[i]) for line in cells)) for i, name in enumerate(columns)]
     print("  ".join(name.rjust(width) for name, width in zip(columns, widths)))
     for line in cells:
@@ -147,14 +204,19 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--designs", nargs="+", default=["default"], choices=sorted(DESIGNS))
     parser.add_argument("--seeds", type=int, default=10)
-    parser.add_argument("--first-seed", type=int, default=0, help="seeds run from here: first-seed .. first-seed+seeds-1")
+    parser.add_argument(
+        "--first-seed", type=int, default=0, help="seeds run from here: first-seed .. first-seed+seeds-1"
+    )
     parser.add_argument("--threads", type=int, nargs="+", default=[1, 2])
     parser.add_argument("--captioner", action="store_true", help="also train and score the first captioner")
     parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     parser.add_argument("--workers", type=int, default=0, help="runs side by side (default: cores / threads)")
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "foundations.json")
-    parser.add_argument("--merge", action="store_true",
-                        help="keep the runs already in --out that this call does not repeat (measure parts apart)")
+    parser.add_argument(
+        "--merge",
+        action="store_true",
+        help="keep the runs already in --out that this call does not repeat (measure parts apart)",
+    )
     args = parser.parse_args()
 
     from sail.foundations import FoundationBudget
@@ -166,9 +228,17 @@ def main() -> None:
     def save(runs: list[dict]) -> list[dict]:
         """Written after every run, so an interrupted study keeps what it measured."""
         rows = summary(runs)
-        atomic_write_json(args.out, {"budgets": budgets, "device": args.device,
-                                     "captioner": CAPTIONER if args.captioner else None, "summary": rows, "runs": runs,
-                                     **measured_on})
+        atomic_write_json(
+            args.out,
+            {
+                "budgets": budgets,
+                "device": args.device,
+                "captioner": CAPTIONER if args.captioner else None,
+                "summary": rows,
+                "runs": runs,
+                **measured_on,
+            },
+        )
         return rows
 
     runs: list[dict] = []
@@ -183,14 +253,19 @@ def main() -> None:
         jobs = [(design, seed) for design in args.designs for seed in seeds]
         workers = args.workers or max(1, (os.cpu_count() or 1) // threads)
         with ProcessPoolExecutor(workers, mp_context=get_context("spawn")) as pool:
-            futures = [pool.submit(one_run, design, seed, threads, args.captioner, args.device) for design, seed in jobs]
+            futures = [
+                pool.submit(one_run, design, seed, threads, args.captioner, args.device) for design, seed in jobs
+            ]
             for future in as_completed(futures):
                 run = future.result()
                 runs.append(run)
                 checks = " ".join(f"{c['step']}:{c['context_caption_pair_f1']:.2f}" for c in run["checks"])
                 captioner = f" captioner {run['captioner_pair_f1']:.3f}" if "captioner_pair_f1" in run else ""
-                print(f"{run['design']} threads {threads} seed {run['seed']}: drill {run['drill_steps']} steps, reading at "
-                      f"step {run['reached_step']} ({run['reached_seconds']} s){captioner} | {checks}", flush=True)
+                print(
+                    f"{run['design']} threads {threads} seed {run['seed']}: drill {run['drill_steps']} steps, "
+                    f"reading at step {run['reached_step']} ({run['reached_seconds']} s){captioner} | {checks}",
+                    flush=True,
+                )
                 rows = save(runs)
     print()
     print_table(rows)

@@ -44,8 +44,15 @@ def main() -> None:
     for name, trainable in STAGES.items():
         torch.manual_seed(0)
         model = build_vlm(geometry, tokenizer)
-        stage = Stage(name=name, data=data, collate=caption_collate(processor), trainable=trainable, lr=1e-3,
-                      batch_size=args.batch, max_steps=args.steps)
+        stage = Stage(
+            name=name,
+            data=data,
+            collate=caption_collate(processor),
+            trainable=trainable,
+            lr=1e-3,
+            batch_size=args.batch,
+            max_steps=args.steps,
+        )
         with tempfile.TemporaryDirectory() as run_dir:
             result = train(model, stage, run_dir, progress=False)
         step = statistics.median(b["seconds"] - a["seconds"] for a, b in zip(result.history, result.history[1:]))

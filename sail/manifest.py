@@ -14,11 +14,11 @@ import platform
 import re
 import subprocess
 import tempfile
-from datetime import datetime, timezone
+from collections.abc import Iterable
+from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
-from typing import Any, Iterable
-
+from typing import Any
 
 SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
 
@@ -130,6 +130,6 @@ def write_manifest(
     manifest = dict(fields)
     for key, value in environment(repo_dir or Path(__file__).resolve().parents[1], packages).items():
         manifest.setdefault(key, value)
-    manifest["written_at"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    manifest["written_at"] = datetime.now(UTC).isoformat(timespec="seconds")
     atomic_write_json(path, manifest)
     return manifest

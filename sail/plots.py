@@ -45,11 +45,16 @@ def gallery(records: Sequence[dict], captions: Mapping[str, Sequence[str]], *, c
     """World images with one caption per source underneath each, every caption whole: each row of
     images gets a row of text below it, as tall as its longest captions."""
     rows = -(-len(records) // columns)
-    texts = ["\n".join(textwrap.fill(f"[{name}] {sources[i]}", wrap, subsequent_indent="  ")
-                       for name, sources in captions.items()) for i in range(len(records))]
+    texts = [
+        "\n".join(
+            textwrap.fill(f"[{name}] {sources[i]}", wrap, subsequent_indent="  ") for name, sources in captions.items()
+        )
+        for i in range(len(records))
+    ]
     line_height = 7 * 1.35 / 72  # inches per line of 7-point text
-    text_heights = [0.15 + line_height * max(t.count("\n") + 1 for t in texts[r * columns:(r + 1) * columns])
-                    for r in range(rows)]
+    text_heights = [
+        0.15 + line_height * max(t.count("\n") + 1 for t in texts[r * columns : (r + 1) * columns]) for r in range(rows)
+    ]
     figure = plt.figure(figsize=(4.2 * columns, sum(3.8 + h for h in text_heights)))
     grid = figure.add_gridspec(2 * rows, columns, height_ratios=[h for t in text_heights for h in (3.5, t)])
     for i, (record, text) in enumerate(zip(records, texts)):
@@ -59,21 +64,49 @@ def gallery(records: Sequence[dict], captions: Mapping[str, Sequence[str]], *, c
         image.set_title(_title(record["id"], wrap), fontsize=9)
         image.axis("off")
         words.axis("off")
-        words.text(0.5, 1, text, transform=words.transAxes, ha="center", va="top", multialignment="left", fontsize=7,
-                   family="monospace")
+        words.text(
+            0.5,
+            1,
+            text,
+            transform=words.transAxes,
+            ha="center",
+            va="top",
+            multialignment="left",
+            fontsize=7,
+            family="monospace",
+        )
     figure.tight_layout()
     return figure
 
 
-def loss_curves(curves: Mapping[str, Sequence[float]], *, smooth: int = 10, ylabel: str = "training loss",
-                title: str | None = None):
+def loss_curves(
+    curves: Mapping[str, Sequence[float]], *, smooth: int = 10, ylabel: str = "training loss", title: str | None = None
+):
     """Training loss per step (rolling mean over `smooth` steps), one panel per run, each panel
     with its own labelled y axis (the runs' losses are on different scales)."""
-    frame = pd.concat([pd.DataFrame({"run": name, "step": range(1, len(losses) + 1),
-                                     "loss": pd.Series(losses).rolling(smooth, min_periods=1).mean()})
-                       for name, losses in curves.items() if len(losses)])
-    grid = sns.relplot(frame, x="step", y="loss", col="run", kind="line", height=2.8, aspect=1.3,
-                       facet_kws={"sharey": False, "sharex": False})
+    frame = pd.concat(
+        [
+            pd.DataFrame(
+                {
+                    "run": name,
+                    "step": range(1, len(losses) + 1),
+                    "loss": pd.Series(losses).rolling(smooth, min_periods=1).mean(),
+                }
+            )
+            for name, losses in curves.items()
+            if len(losses)
+        ]
+    )
+    grid = sns.relplot(
+        frame,
+        x="step",
+        y="loss",
+        col="run",
+        kind="line",
+        height=2.8,
+        aspect=1.3,
+        facet_kws={"sharey": False, "sharex": False},
+    )
     shown = f"{ylabel}\n(mean of the last {smooth} steps)" if smooth > 1 else ylabel
     for name, ax in grid.axes_dict.items():
         ax.set_title(_title(name, 32), fontsize=10)
@@ -85,12 +118,22 @@ def loss_curves(curves: Mapping[str, Sequence[float]], *, smooth: int = 10, ylab
     return grid.figure
 
 
-def score_bars(scores: Mapping[str, Mapping[str, float]], metrics: Sequence[str], *, ylabel: str = "score (0 to 1)",
-               title: str | None = None):
+def score_bars(
+    scores: Mapping[str, Mapping[str, float]],
+    metrics: Sequence[str],
+    *,
+    ylabel: str = "score (0 to 1)",
+    title: str | None = None,
+):
     """Grouped bars: one group per metric, one bar per model, each bar labelled with its value,
     the legend to the right of the axes."""
-    frame = pd.DataFrame([{"model": model, "metric": metric_label(m), "score": values[m]}
-                          for model, values in scores.items() for m in metrics])
+    frame = pd.DataFrame(
+        [
+            {"model": model, "metric": metric_label(m), "score": values[m]}
+            for model, values in scores.items()
+            for m in metrics
+        ]
+    )
     figure, ax = plt.subplots(figsize=(1.5 * len(metrics) + 3, 3.4))
     sns.barplot(frame, x="metric", y="score", hue="model", ax=ax)
     for bars in ax.containers:

@@ -21,7 +21,7 @@ def number(value: float, digits: int = 3) -> str:
 
 
 def change(name: str, before: float, after: float, digits: int = 3) -> str:
-    """"<name> rose from a to b" / "fell from a to b" / "stayed at a", judged on the shown digits."""
+    """ "<name> rose from a to b" / "fell from a to b" / "stayed at a", judged on the shown digits."""
     shown_before, shown_after = number(before, digits), number(after, digits)
     if shown_before == shown_after:
         return f"{name} stayed at {shown_before}"
@@ -29,7 +29,7 @@ def change(name: str, before: float, after: float, digits: int = 3) -> str:
 
 
 def versus(name: str, ours: float, other: float, other_name: str, digits: int = 3) -> str:
-    """"<name> is a, above/below/level with <other_name>'s b"."""
+    """ "<name> is a, above/below/level with <other_name>'s b"."""
     shown_ours, shown_other = number(ours, digits), number(other, digits)
     if shown_ours == shown_other:
         relation = "level with"

@@ -61,8 +61,11 @@ def problems(nb: nbformat.NotebookNode) -> list[str]:
 
 def code_sources(nb: nbformat.NotebookNode) -> list[str]:
     """The code cells as written, without the cell papermill injects for the run's parameters."""
-    return [cell.source for cell in nb.cells
-            if cell.cell_type == "code" and "injected-parameters" not in cell.metadata.get("tags", [])]
+    return [
+        cell.source
+        for cell in nb.cells
+        if cell.cell_type == "code" and "injected-parameters" not in cell.metadata.get("tags", [])
+    ]
 
 
 def render_html(notebook: Path) -> Path:
@@ -92,8 +95,10 @@ def write_index(out_dir: Path, profile: str, entries: Mapping[str, Mapping[str, 
         link = f'<a href="{html.escape(stem)}.html">{html.escape(stem)}</a>'
         seconds = entry.get("duration_s")
         status = html.escape(entry["status"] + (f": {entry['error']}" if entry.get("error") else ""))
-        rows.append(f"<tr><td>{link}</td><td>{status}</td><td>{'' if seconds is None else f'{seconds:.0f} s'}</td>"
-                    f"<td>{numbers}</td></tr>")
+        rows.append(
+            f"<tr><td>{link}</td><td>{status}</td><td>{'' if seconds is None else f'{seconds:.0f} s'}</td>"
+            f"<td>{numbers}</td></tr>"
+        )
     page = f"""<!doctype html>
 <html><head><meta charset="utf-8"><title>sail: {html.escape(profile)} run</title>
 <style>body{{font-family:sans-serif;margin:2em}}table{{border-collapse:collapse}}

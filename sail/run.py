@@ -31,8 +31,9 @@ import os
 import re
 import shutil
 import sys
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import nbformat
 import yaml
@@ -117,8 +118,12 @@ def declared_parameters(notebook: Path) -> list[str]:
                 tree = ast.parse(cell.source)
             except SyntaxError as error:
                 raise UsageError(f"{notebook}: its parameters cell is not valid Python ({error})") from None
-            targets = [t for node in tree.body if isinstance(node, (ast.Assign, ast.AnnAssign))
-                       for t in (node.targets if isinstance(node, ast.Assign) else [node.target])]
+            targets = [
+                t
+                for node in tree.body
+                if isinstance(node, (ast.Assign, ast.AnnAssign))
+                for t in (node.targets if isinstance(node, ast.Assign) else [node.target])
+            ]
             return [t.id for t in targets if isinstance(t, ast.Name)]
     return []
 
@@ -133,29 +138,43 @@ def check_known(given: dict[str, Any], declared: set[str], where: str) -> None:
         raise UsageError(f"unknown parameter{'s' if len(problems) > 1 else ''} {', '.join(problems)} {where}")
 
 
-def check_parameter_names(notebooks: Sequence[Path], notebooks_dir: Path, sections: dict[str, dict[str, Any]],
-                          overrides: dict[str, Any], profile: str) -> dict[Path, list[str]]:
+def check_parameter_names(
+    notebooks: Sequence[Path],
+    notebooks_dir: Path,
+    sections: dict[str, dict[str, Any]],
+    overrides: dict[str, Any],
+    profile: str,
+) -> dict[Path, list[str]]:
     """Every name given must be declared: `-p` ones by a notebook of this run, a profile's `common`
     ones by any numbered notebook, a notebook section's by that notebook. Returns what each declares."""
     declared = {notebook: declared_parameters(notebook) for notebook in {*notebooks, *notebooks_dir.glob(NUMBERED)}}
     stems = {notebook.stem for notebook in declared}
     unknown_sections = sorted(set(sections) - stems - {"common"})
     if unknown_sections:
-        raise UsageError(f"{profile}.yaml has sections for no notebook: {', '.join(unknown_sections)} "
-                         f"(notebooks: {', '.join(sorted(stems))})")
+        raise UsageError(
+            f"{profile}.yaml has sections for no notebook: {', '.join(unknown_sections)} "
+            f"(notebooks: {', '.join(sorted(stems))})"
+        )
 
     def names(selected) -> set[str]:
         return {name for notebook in selected for name in declared[notebook]} - set(RUNNER_SET)
 
-    check_known(overrides, names(notebooks), f"given with -p (not a parameter of {', '.join(nb.stem for nb in notebooks)})")
+    check_known(
+        overrides, names(notebooks), f"given with -p (not a parameter of {', '.join(nb.stem for nb in notebooks)})"
+    )
     check_known(sections.get("common", {}), names(declared), f"in the common section of {profile}.yaml")
     for notebook in notebooks:
-        check_known(sections.get(notebook.stem, {}), names([notebook]), f"in the {notebook.stem} section of {profile}.yaml")
+        check_known(
+            sections.get(notebook.stem, {}), names([notebook]), f"in the {notebook.stem} section of {profile}.yaml"
+        )
     return {notebook: declared[notebook] for notebook in notebooks}
 
 
 def notebook_parameters(
-    sections: dict[str, dict[str, Any]], stem: str, profile: str, overrides: dict[str, Any],
+    sections: dict[str, dict[str, Any]],
+    stem: str,
+    profile: str,
+    overrides: dict[str, Any],
     declared: Sequence[str] | None = None,
 ) -> dict[str, Any]:
     """Parameters for one notebook: common → the notebook's section → overrides, and the profile;

@@ -7,9 +7,17 @@ import pytest
 import torch
 
 from sail.eval import read_tsv, write_tsv
-from sail.eval.benchmarks import (GROUPS, MCQ_SUFFIX, WORLD_BENCHMARKS, benchmark_records,
-                                  benchmark_spec, build_benchmark, build_prompt,
-                                  check_no_train_overlap, score_benchmark)
+from sail.eval.benchmarks import (
+    GROUPS,
+    MCQ_SUFFIX,
+    WORLD_BENCHMARKS,
+    benchmark_records,
+    benchmark_spec,
+    build_benchmark,
+    build_prompt,
+    check_no_train_overlap,
+    score_benchmark,
+)
 from sail.eval.generation import BackendUnavailableError, Generator, image_messages
 from sail.eval.report import evaluate, evaluate_checkpoints, load_benchmarks, table1
 from sail.world import sample_records, split_of
@@ -32,14 +40,14 @@ def test_suite_has_two_benchmarks_per_group_each_with_a_metric_and_a_tile_limit(
     for group in GROUPS:
         assert sum(spec.group == group for spec in WORLD_BENCHMARKS.values()) >= 2
     for spec in WORLD_BENCHMARKS.values():
-        assert spec.metric in {"vqa_accuracy", "anls", "relaxed_accuracy", "choice", "pope",
-                               "hallusion"}
+        assert spec.metric in {"vqa_accuracy", "anls", "relaxed_accuracy", "choice", "pope", "hallusion"}
         assert spec.max_tiles >= 1
 
 
 def test_benchmarks_are_deterministic_and_use_only_test_records(suite):
-    assert [r["question"] for r in build_benchmark("WorldVQA", 24, seed=0)] == \
-        [r["question"] for r in suite["WorldVQA"]]
+    assert [r["question"] for r in build_benchmark("WorldVQA", 24, seed=0)] == [
+        r["question"] for r in suite["WorldVQA"]
+    ]
     train = sample_records("train", TRAIN_SAMPLE, seed=0)
     cards = sample_records("train", 2000, seed=0, card_fraction=1.0)
     checked = check_no_train_overlap(suite, train + cards)
@@ -65,7 +73,8 @@ def test_prompts_follow_vlmevalkit_styles(suite):
     assert lines[0] == row["question"] and lines[1:5] == [f"{k}. {v}" for k, v in row["choices"].items()]
     assert lines[5] == MCQ_SUFFIX
     assert build_prompt(suite["WorldPOPE"][0], WORLD_BENCHMARKS["WorldPOPE"]).endswith(
-        "Please answer yes or no. Answer the question using a single word or phrase.")
+        "Please answer yes or no. Answer the question using a single word or phrase."
+    )
     assert benchmark_spec("MMBench_DEV_EN_V11").metric == "choice"
     assert benchmark_spec("DocVQA_VAL").max_tiles == 18
     assert benchmark_spec("HallusionBench").metric == "hallusion"
@@ -84,6 +93,7 @@ def test_tsv_round_trip_keeps_rows_and_scores(suite, tmp_path):
 # ----------------------------------------------------------------------------------------------
 # Generation and the report, on a tiny saved model
 # ----------------------------------------------------------------------------------------------
+
 
 @pytest.fixture(scope="module")
 def tiny_model_dir(tmp_path_factory, tokenizer, geometry):
@@ -110,8 +120,7 @@ def one_thread():
     torch.set_num_threads(threads)
 
 
-def test_hf_generator_matches_chat_generate_batched_and_restores_tiling(tiny_model_dir, one_thread,
-                                                                        suite):
+def test_hf_generator_matches_chat_generate_batched_and_restores_tiling(tiny_model_dir, one_thread, suite):
     from sail.model import generate
 
     generator = Generator("hf", tiny_model_dir, max_new_tokens=5, batch_size=3)
@@ -150,8 +159,7 @@ def test_lmdeploy_backend_says_clearly_what_is_missing(tiny_model_dir):
         Generator("hf", tiny_model_dir / "missing")
 
 
-def test_world_tsv_is_read_and_scored_end_to_end_in_table1_layout(tiny_model_dir, one_thread,
-                                                                  tmp_path):
+def test_world_tsv_is_read_and_scored_end_to_end_in_table1_layout(tiny_model_dir, one_thread, tmp_path):
     benchmarks = load_benchmarks("", n=4, seed=0)
     for name, rows in benchmarks.items():
         write_tsv(rows, tmp_path / f"{name}.tsv")
@@ -164,4 +172,5 @@ def test_world_tsv_is_read_and_scored_end_to_end_in_table1_layout(tiny_model_dir
     groups = list(dict.fromkeys(table.index.get_level_values("group")))
     assert groups == [*GROUPS, "Overall"]
     assert table.loc[("Overall", "average"), "tiny"] == pytest.approx(
-        sum(r["score"] for r in results["tiny"].values()) / len(WORLD_BENCHMARKS))
+        sum(r["score"] for r in results["tiny"].values()) / len(WORLD_BENCHMARKS)
+    )

@@ -10,8 +10,18 @@ import matplotlib
 import pandas as pd
 import pytest
 
-from sail.caption.quality import (HEADLINE, RUBRIC_COLUMNS, caption_quality, headline_table, human_eval_sheet, judge,
-                                  judge_summary, parse_judgement, quality_plot, read_human_eval)
+from sail.caption.quality import (
+    HEADLINE,
+    RUBRIC_COLUMNS,
+    caption_quality,
+    headline_table,
+    human_eval_sheet,
+    judge,
+    judge_summary,
+    parse_judgement,
+    quality_plot,
+    read_human_eval,
+)
 from sail.caption.teachers import WorldTeacher, world_items
 from sail.world import alt_text, render, score_captions, weak_caption
 
@@ -21,9 +31,11 @@ matplotlib.use("Agg")
 @pytest.fixture(scope="module")
 def sources(records):
     rng = random.Random(0)
-    return {"teacher": WorldTeacher().caption(world_items(records)),
-            "alt_text": [alt_text(r, rng) for r in records],
-            "weak": [weak_caption(r, rng) for r in records]}
+    return {
+        "teacher": WorldTeacher().caption(world_items(records)),
+        "alt_text": [alt_text(r, rng) for r in records],
+        "weak": [weak_caption(r, rng) for r in records],
+    }
 
 
 def test_quality_table_is_the_record_scorer_per_source(sources, records):
@@ -94,16 +106,19 @@ def test_blind_sheet_hides_sources_behind_a_key(sources, records, tmp_path):
     assert set(read_human_eval(path).index) == {"teacher", "alt_text", "weak"}
 
 
-@pytest.mark.parametrize("reply, expected", [
-    ("accuracy: 4\ndetail: 3\nhallucination: no", (4, 3, False)),
-    ("**Accuracy**: 5/5\n**Detail** - 2 out of 5\n**Hallucination**: Yes.", (5, 2, True)),
-    ('{"accuracy": 3, "detail": 4, "hallucination": "no"}', (3, 4, False)),
-    ("Accuracy (1-5): 4\nDetail (1-5): 2\nHallucination (yes/no): no", (4, 2, False)),
-    ("Accuracy score is 10/10, detail rating of 1/10; hallucinations: none", (5, 1, False)),
-    ("accuracy: high, detail: 3", (None, 3, None)),
-    ("accuracy: 7\ndetail: 0", (None, None, None)),
-    ("I cannot rate this image.", (None, None, None)),
-])
+@pytest.mark.parametrize(
+    "reply, expected",
+    [
+        ("accuracy: 4\ndetail: 3\nhallucination: no", (4, 3, False)),
+        ("**Accuracy**: 5/5\n**Detail** - 2 out of 5\n**Hallucination**: Yes.", (5, 2, True)),
+        ('{"accuracy": 3, "detail": 4, "hallucination": "no"}', (3, 4, False)),
+        ("Accuracy (1-5): 4\nDetail (1-5): 2\nHallucination (yes/no): no", (4, 2, False)),
+        ("Accuracy score is 10/10, detail rating of 1/10; hallucinations: none", (5, 1, False)),
+        ("accuracy: high, detail: 3", (None, 3, None)),
+        ("accuracy: 7\ndetail: 0", (None, None, None)),
+        ("I cannot rate this image.", (None, None, None)),
+    ],
+)
 def test_judge_replies_are_parsed_robustly(reply, expected):
     parsed = parse_judgement(reply)
     for key, want in zip(("accuracy", "detail"), expected[:2]):
@@ -124,7 +139,9 @@ class FakeJudge:
         if "garbled" in caption:
             return "Sorry, I cannot help with that."
         good = len(caption.split()) > 5
-        return f"**Accuracy**: {5 if good else 2}/5\nDetail: {4 if good else 1}\nHallucination: {'no' if good else 'yes'}"
+        return (
+            f"**Accuracy**: {5 if good else 2}/5\nDetail: {4 if good else 1}\nHallucination: {'no' if good else 'yes'}"
+        )
 
 
 def test_judge_asks_once_per_caption_and_summarises(sources, records):

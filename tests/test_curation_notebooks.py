@@ -7,7 +7,6 @@ import json
 import pytest
 from notebook_runner import sail_run
 
-
 pytestmark = pytest.mark.notebook
 
 
@@ -16,14 +15,21 @@ def test_curation_then_captioner(tmp_path):
 
     artifacts, cards = tmp_path / "outputs" / "tiny" / "artifacts", tmp_path / "outputs" / "tiny" / "data_cards"
     common = ("--profile", "tiny", "--output-dir", str(tmp_path / "outputs"))
-    run = sail_run("01_curation", *common, "-p", "pool_size", "200",
-                   "-p", "reference_size", "64", "-p", "clusters", "4")
+    run = sail_run(
+        "01_curation", *common, "-p", "pool_size", "200", "-p", "reference_size", "64", "-p", "clusters", "4"
+    )
     assert run.returncode == 0, run.stderr[-3000:]
 
     curation = json.loads((artifacts / "curation" / "01_curation.json").read_text())
     assert curation["funnel"]["input"] > 200 and 0 < curation["funnel"]["kept"] < curation["funnel"]["input"]
-    assert {row["kind"] for row in curation["recall"]} >= {"exact_duplicate", "truncated", "zero_byte", "mode_cmyk",
-                                                           "absurd_size", "alt_junk"}
+    assert {row["kind"] for row in curation["recall"]} >= {
+        "exact_duplicate",
+        "truncated",
+        "zero_byte",
+        "mode_cmyk",
+        "absurd_size",
+        "alt_junk",
+    }
     assert all(row["caught"] == row["injected"] for row in curation["recall"]), curation["recall"]
     assert curation["overall_recall"] == 1.0
     reference = artifacts / "curation" / "reference"
@@ -37,9 +43,34 @@ def test_curation_then_captioner(tmp_path):
     pool_card = json.loads((cards / "sail-caption-pool-tiny.json").read_text())
     assert pool_card["n_items"] == curation["funnel"]["kept"]
 
-    run = sail_run("02_captioner", *common, "-p", "captioner_steps", "3", "-p", "batch_size", "8",
-                   "-p", "lm_drill_steps", "2", "-p", "lm_steps", "3", "-p", "vit_steps", "3",
-                   "-p", "eval_images", "8", "-p", "max_new_tokens", "16", "-p", "human_eval_images", "2")
+    run = sail_run(
+        "02_captioner",
+        *common,
+        "-p",
+        "captioner_steps",
+        "3",
+        "-p",
+        "batch_size",
+        "8",
+        "-p",
+        "lm_drill_steps",
+        "2",
+        "-p",
+        "lm_steps",
+        "3",
+        "-p",
+        "vit_steps",
+        "3",
+        "-p",
+        "eval_images",
+        "8",
+        "-p",
+        "max_new_tokens",
+        "16",
+        "-p",
+        "human_eval_images",
+        "2",
+    )
     assert run.returncode == 0, run.stderr[-3000:]
     results = json.loads((artifacts / "02_captioner.json").read_text())
     assert results["reference"]["items"] == 64 and results["training"]["steps"] == 3
@@ -78,16 +109,36 @@ def test_curation_reads_a_crafted_shard_safely_and_its_card_counts_the_drops(tmp
     (shards / "shard-00001.tar").write_bytes(whole[: len(whole) // 2])  # cut short mid-shard
 
     outputs = tmp_path / "outputs"
-    run = sail_run("01_curation", "--profile", "tiny", "--output-dir", str(outputs), "-p", "data_format", "webdataset",
-                   "-p", "data_path", str(shards), "-p", "reference_size", "8", "-p", "clusters", "2")
+    run = sail_run(
+        "01_curation",
+        "--profile",
+        "tiny",
+        "--output-dir",
+        str(outputs),
+        "-p",
+        "data_format",
+        "webdataset",
+        "-p",
+        "data_path",
+        str(shards),
+        "-p",
+        "reference_size",
+        "8",
+        "-p",
+        "clusters",
+        "2",
+    )
     assert run.returncode == 0, run.stderr[-3000:]
 
     card = json.loads((outputs / "tiny" / "data_cards" / "sail-caption-pool-tiny.json").read_text())
     read_drops = [row for row in card["curation"]["reasons"] if row["step"] == "read"]
     assert read_drops == [{"step": "read", "reason": "truncated_shard", "dropped": 1}]
-    assert "| read | truncated_shard | 1 |" in (outputs / "tiny" / "data_cards" / "sail-caption-pool-tiny.md").read_text()
+    assert (
+        "| read | truncated_shard | 1 |" in (outputs / "tiny" / "data_cards" / "sail-caption-pool-tiny.md").read_text()
+    )
     escaped = {path.relative_to(tmp_path).as_posix() for path in tmp_path.rglob("*escaped*")}
-    assert escaped <= {f"outputs/tiny/artifacts/curation/{folder}/images/escaped-bfc2c9ba4032.png"
-                       for folder in ("pool", "reference")}
+    assert escaped <= {
+        f"outputs/tiny/artifacts/curation/{folder}/images/escaped-bfc2c9ba4032.png" for folder in ("pool", "reference")
+    }
     assert "outputs/tiny/artifacts/curation/pool/images/escaped-bfc2c9ba4032.png" in escaped
     assert not (tmp_path.parent / "escaped.png").exists()

@@ -4,8 +4,14 @@ import numpy as np
 import pytest
 
 from sail.data import build_pool, read_image_folder, run_funnel
-from sail.data.balance import (balanced_subset, distribution, even_quota, image_features, plot_distribution,
-                               simple_features)
+from sail.data.balance import (
+    balanced_subset,
+    distribution,
+    even_quota,
+    image_features,
+    plot_distribution,
+    simple_features,
+)
 
 
 @pytest.fixture(scope="module")

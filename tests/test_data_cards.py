@@ -22,12 +22,17 @@ def test_card_from_a_funnel_run(tmp_path):
     for item in result.kept:
         sources[item.source] = sources.get(item.source, 0) + 1
     fields = {
-        "pretty_name": "SAIL world curated pool", "license": "cc-by-4.0",
-        "task_categories": ["image-to-text"], "language": ["en"],
+        "pretty_name": "SAIL world curated pool",
+        "license": "cc-by-4.0",
+        "task_categories": ["image-to-text"],
+        "language": ["en"],
         "source_datasets": [s["stands_for"] for s in pool["sources"].values()],
         "n_items": len(result.kept),
-        "motivation": "The pool the captioner labels.", "composition": {"sources": sources},
-        "curation": funnel_fields(result, defects), "uses": "Teaching.", "limitations": ["Synthetic images."],
+        "motivation": "The pool the captioner labels.",
+        "composition": {"sources": sources},
+        "curation": funnel_fields(result, defects),
+        "uses": "Teaching.",
+        "limitations": ["Synthetic images."],
         "extra": {"seed": 9, "defect_rate": pool["defect_rate"]},
     }
     markdown, twin = write_data_card(tmp_path / "data_cards", "world_pool", fields)
@@ -53,5 +58,4 @@ def test_card_from_a_funnel_run(tmp_path):
 
 def test_missing_fields_are_named(tmp_path):
     with pytest.raises(ValueError, match="license"):
-        write_data_card(tmp_path, "x", {"pretty_name": "x", "task_categories": [], "source_datasets": [],
-                                        "n_items": 1})
+        write_data_card(tmp_path, "x", {"pretty_name": "x", "task_categories": [], "source_datasets": [], "n_items": 1})

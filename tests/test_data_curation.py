@@ -55,11 +55,16 @@ def _bad_items() -> list[Item]:
     good = _noise(0)
     jpeg = _png(good, "JPEG")
     items = {
-        "zero": b"", "random": bytes(range(256)) * 3, "truncated_jpeg": jpeg[: len(jpeg) // 2],
-        "truncated_png": _png(good)[:60], "header_only": b"\x89PNG\r\n\x1a\n",
+        "zero": b"",
+        "random": bytes(range(256)) * 3,
+        "truncated_jpeg": jpeg[: len(jpeg) // 2],
+        "truncated_png": _png(good)[:60],
+        "header_only": b"\x89PNG\r\n\x1a\n",
         "float": _png(Image.fromarray(np.zeros((40, 40), np.float32)), "TIFF"),
         "bomb": _png(Image.new("1", (9000, 9000))),
-        "gif_anim": _png(_noise(1, "P"), "GIF"), "la": _png(_noise(2, "LA")), "one_bit": _png(_noise(3, "1")),
+        "gif_anim": _png(_noise(1, "P"), "GIF"),
+        "la": _png(_noise(2, "LA")),
+        "one_bit": _png(_noise(3, "1")),
         "i32": _png(Image.fromarray(np.asarray(_noise(4, "L"), np.int32) * 300), "TIFF"),
         "cmyk": _png(_noise(5, "CMYK"), "JPEG"),
     }
@@ -99,13 +104,22 @@ def test_decode_normalises_to_rgb():
     assert decode(_png(sixteen))[0].getpixel((0, 0)) == (255, 255, 255)
 
 
-@pytest.mark.parametrize("text,source,reason", [
-    ("", "laion_coco", "empty"), ("  ", "laion_coco", "empty"), ("", "sa1b", None), ("ab", "laion_coco", "too_short"),
-    ("x" * 400, "laion_coco", "too_long"), ("IMG_2041.JPG", "laion_coco", "junk_only"),
-    ("png hd wallpaper", "laion_coco", "junk_only"), ("DSC0042", "laion_coco", "junk_only"),
-    ("!!! ???", "laion_coco", "junk_only"), ("red circle clipart hd wallpaper", "laion_coco", None),
-    ('chart titled "Pet count"', "textcaps", None),
-])
+@pytest.mark.parametrize(
+    "text,source,reason",
+    [
+        ("", "laion_coco", "empty"),
+        ("  ", "laion_coco", "empty"),
+        ("", "sa1b", None),
+        ("ab", "laion_coco", "too_short"),
+        ("x" * 400, "laion_coco", "too_long"),
+        ("IMG_2041.JPG", "laion_coco", "junk_only"),
+        ("png hd wallpaper", "laion_coco", "junk_only"),
+        ("DSC0042", "laion_coco", "junk_only"),
+        ("!!! ???", "laion_coco", "junk_only"),
+        ("red circle clipart hd wallpaper", "laion_coco", None),
+        ('chart titled "Pet count"', "textcaps", None),
+    ],
+)
 def test_alt_text_filter(text, source, reason):
     assert alt_text_reason(text, source, FunnelConfig()) == reason
 

@@ -10,8 +10,16 @@ import pyarrow.parquet as pq
 import pytest
 from PIL import Image
 
-from sail.data import (Item, build_pool, decode, read_hf, read_image_folder, read_webdataset, run_funnel,
-                       write_webdataset)
+from sail.data import (
+    Item,
+    build_pool,
+    decode,
+    read_hf,
+    read_image_folder,
+    read_webdataset,
+    run_funnel,
+    write_webdataset,
+)
 from sail.world import world_dataset
 
 
@@ -96,15 +104,25 @@ def test_image_folder_with_jsonl(tmp_path):
     folder = tmp_path / "custom"
     (folder / "img").mkdir(parents=True)
     Image.new("RGB", (40, 40), "red").save(folder / "img" / "a.png")
-    lines = [json.dumps({"image": "img/a.png", "caption": "a red square", "uid": 7}), "{not json",
-             json.dumps({"image": "img/gone.png", "caption": "lost"})]
+    lines = [
+        json.dumps({"image": "img/a.png", "caption": "a red square", "uid": 7}),
+        "{not json",
+        json.dumps({"image": "img/gone.png", "caption": "lost"}),
+    ]
     (folder / "texts.jsonl").write_text("\n".join(lines) + "\n")
-    items = list(read_image_folder(folder, annotations="texts.jsonl", file_field="image", text_field="caption",
-                                   id_field="uid"))
+    items = list(
+        read_image_folder(folder, annotations="texts.jsonl", file_field="image", text_field="caption", id_field="uid")
+    )
     assert [(i.id, i.text, i.problem) for i in items] == [
-        ("7", "a red square", None), ("line-00000001", "", "malformed_json"), ("line-00000002", "lost", None)]
+        ("7", "a red square", None),
+        ("line-00000001", "", "malformed_json"),
+        ("line-00000002", "lost", None),
+    ]
     result = run_funnel(items)
-    assert result.dropped["line-00000001"] == {"step": "read", "reason": "malformed_json",
-                                               "detail": result.dropped["line-00000001"]["detail"]}
+    assert result.dropped["line-00000001"] == {
+        "step": "read",
+        "reason": "malformed_json",
+        "detail": result.dropped["line-00000001"]["detail"],
+    }
     assert result.dropped["line-00000001"]["detail"].startswith("texts.jsonl line 2: ")
     assert result.dropped["line-00000002"]["reason"] == "missing_file"

@@ -41,8 +41,15 @@ def test_pool_layout_and_ground_truth(pool):
     root, summary = pool
     rows = [json.loads(line) for line in (root / "annotations.jsonl").read_text().splitlines()]
     defects = load_defects(root)
-    assert summary["n_items"] == len(rows) == 200 + sum(d["kind"] in (
-        "exact_duplicate", "near_duplicate_jpeg", "near_duplicate_resize", "near_duplicate_jitter") for d in defects)
+    assert (
+        summary["n_items"]
+        == len(rows)
+        == 200
+        + sum(
+            d["kind"] in ("exact_duplicate", "near_duplicate_jpeg", "near_duplicate_resize", "near_duplicate_jitter")
+            for d in defects
+        )
+    )
     assert {d["kind"] for d in defects} == set(DEFECT_KINDS)
     assert {r["source"] for r in rows} == set(SOURCES)
     assert all((root / r["file"]).exists() for r in rows)

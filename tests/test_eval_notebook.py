@@ -8,7 +8,6 @@ import pytest
 import torch
 from notebook_runner import sail_run
 
-
 pytestmark = pytest.mark.notebook
 
 
@@ -25,9 +24,22 @@ def tiny_model_dir(tmp_path_factory, tokenizer, geometry):
 
 def test_evaluation_notebook_writes_table1_json(tmp_path, tiny_model_dir):
     artifacts = tmp_path / "outputs" / "tiny" / "artifacts"  # the run's own root, from --output-dir
-    run = sail_run("08_evaluation", "--profile", "tiny", "--output-dir", str(tmp_path / "outputs"),
-                   "-p", "checkpoints", str(tiny_model_dir), "-p", "samples_per_benchmark", "4",
-                   "-p", "train_check_records", "500")
+    run = sail_run(
+        "08_evaluation",
+        "--profile",
+        "tiny",
+        "--output-dir",
+        str(tmp_path / "outputs"),
+        "-p",
+        "checkpoints",
+        str(tiny_model_dir),
+        "-p",
+        "samples_per_benchmark",
+        "4",
+        "-p",
+        "train_check_records",
+        "500",
+    )
     assert run.returncode == 0, run.stderr[-3000:]
     results = json.loads((artifacts / "08_evaluation.json").read_text())
     assert results["checkpoints"] == {"tiny-vlm": str(tiny_model_dir)}
@@ -37,12 +49,26 @@ def test_evaluation_notebook_writes_table1_json(tmp_path, tiny_model_dir):
     assert all(0 <= s["score"] <= 100 and len(s["predictions"]) == s["n"] for s in scores.values())
     rows = results["table1"]["tiny-vlm"]
     assert [k for k in rows if k.endswith("/ average")] == [
-        "General VQA / average", "OCR VQA / average", "Math & Knowledge / average", "Hallucination / average",
-        "Overall / average"]
+        "General VQA / average",
+        "OCR VQA / average",
+        "Math & Knowledge / average",
+        "Hallucination / average",
+        "Overall / average",
+    ]
 
 
 def test_a_missing_checkpoint_fails_in_the_validation_cell(tmp_path):
-    run = sail_run("08_evaluation", "--profile", "tiny", "--output-dir", str(tmp_path),
-                   "-p", "checkpoints", str(tmp_path / "no-such-model"))
+    run = sail_run(
+        "08_evaluation",
+        "--profile",
+        "tiny",
+        "--output-dir",
+        str(tmp_path),
+        "-p",
+        "checkpoints",
+        str(tmp_path / "no-such-model"),
+    )
     assert run.returncode == 1
-    assert "ParameterError" in run.stderr and "no-such-model" in run.stderr and "cell 3" in run.stderr  # cell 3: after papermill's injected parameters
+    assert (
+        "ParameterError" in run.stderr and "no-such-model" in run.stderr and "cell 3" in run.stderr
+    )  # cell 3: after papermill's injected parameters

@@ -24,19 +24,34 @@ def world_rows():
         obj = record["objects"][0]
         image = render(record)
         if n % 2 == 0:  # multiple choice: the true colour plus three others
-            others = [c for c in COLOURS if c != obj["colour"]][n % 5:n % 5 + 3]
+            others = [c for c in COLOURS if c != obj["colour"]][n % 5 : n % 5 + 3]
             options = sorted([obj["colour"], *others])
             choices = dict(zip("ABCD", options))
             answer = "ABCD"[options.index(obj["colour"])]
-            rows.append({"index": n, "image": image, "choices": choices, "answer": answer,
-                         "question": f"What colour is the {obj['shape']}?",
-                         "hint": "Look at\tthe shape.\nOnly one." if n == 0 else None,
-                         "category": "colour", "l2-category": "attribute",
-                         "record_id": record["id"]})
-        else:           # open question, several gold answers stored as a list literal
-            rows.append({"index": n, "image": image, "answer": [obj["shape"], f"a {obj['shape']}"],
-                         "question": "Which shape is shown first?", "category": "shape",
-                         "record_id": record["id"]})
+            rows.append(
+                {
+                    "index": n,
+                    "image": image,
+                    "choices": choices,
+                    "answer": answer,
+                    "question": f"What colour is the {obj['shape']}?",
+                    "hint": "Look at\tthe shape.\nOnly one." if n == 0 else None,
+                    "category": "colour",
+                    "l2-category": "attribute",
+                    "record_id": record["id"],
+                }
+            )
+        else:  # open question, several gold answers stored as a list literal
+            rows.append(
+                {
+                    "index": n,
+                    "image": image,
+                    "answer": [obj["shape"], f"a {obj['shape']}"],
+                    "question": "Which shape is shown first?",
+                    "category": "shape",
+                    "record_id": record["id"],
+                }
+            )
     return records, rows
 
 
@@ -50,7 +65,7 @@ def test_round_trip(tmp_path, world_rows):
     back = read_tsv(path)
     assert len(back) == len(rows)
     for record, row, got in zip(records, rows, back):
-        assert got["index"] == row["index"]                      # integer indices stay ints
+        assert got["index"] == row["index"]  # integer indices stay ints
         assert got["image"].mode == "RGB"
         assert np.array_equal(np.asarray(got["image"]), np.asarray(render(record)))
         assert got["question"] == row["question"]
@@ -61,10 +76,10 @@ def test_round_trip(tmp_path, world_rows):
             assert got["answer"] in got["choices"]
             assert got["l2-category"] == "attribute"
         else:
-            assert got["answer"] == str(row["answer"])            # list literal, as VLMEvalKit
+            assert got["answer"] == str(row["answer"])  # list literal, as VLMEvalKit
             assert got["l2-category"] is None
             assert "A" not in got
-    assert back[0]["hint"] == "Look at\tthe shape.\nOnly one."   # tabs/newlines survive quoting
+    assert back[0]["hint"] == "Look at\tthe shape.\nOnly one."  # tabs/newlines survive quoting
     assert back[2]["hint"] is None
 
 
@@ -72,8 +87,13 @@ def test_vlmevalkit_conventions(tmp_path, world_rows):
     records, _ = world_rows
     image = render(records[0])
     rows = [
-        {"index": "q1", "image": image, "question": "Colour?", "answer": "B",
-         "choices": {"A": "None", "B": "red", "C": "blue"}},
+        {
+            "index": "q1",
+            "image": image,
+            "question": "Colour?",
+            "answer": "B",
+            "choices": {"A": "None", "B": "red", "C": "blue"},
+        },
         # An image cell of <= 64 characters is the index of the row whose image it shares.
         {"index": "q2", "image": "q1", "question": "Shape?", "answer": "star"},
         {"index": "q3", "image": [image, render(records[1])], "question": "Same?", "answer": "No"},
@@ -89,8 +109,7 @@ def test_vlmevalkit_conventions(tmp_path, world_rows):
 
 def _frame(path, **override):
     image = encode_image(render(sample_records("test", 1, seed=0)[0]))
-    data = {"index": [1, 2], "image": [image, image], "question": ["a?", "b?"],
-            "answer": ["x", "y"]}
+    data = {"index": [1, 2], "image": [image, image], "question": ["a?", "b?"], "answer": ["x", "y"]}
     data.update(override)
     pd.DataFrame(data).to_csv(path, sep="\t", index=False)
     return path
@@ -153,17 +172,22 @@ def test_too_many_pixels_is_refused_from_the_header(tmp_path, side):
             decode_image(bomb)
 
         path = _frame(tmp_path / "bomb.tsv", image=[good, bomb])
-        with pytest.raises(ValueError,
-                           match=rf"bomb\.tsv: row 2 \(index '2'\): too many pixels: {limit}"):
+        with pytest.raises(ValueError, match=rf"bomb\.tsv: row 2 \(index '2'\): too many pixels: {limit}"):
             read_tsv(path)
         path = _frame(tmp_path / "bombs.tsv", image=[good, str([good, bomb])])
-        with pytest.raises(ValueError, match=rf"bombs\.tsv: row 2 \(index '2'\): image 2 of 2: "
-                                             rf"too many pixels: {limit}"):
+        with pytest.raises(
+            ValueError,
+            match=rf"bombs\.tsv: row 2 \(index '2'\): image 2 of 2: "
+            rf"too many pixels: {limit}",
+        ):
             read_tsv(path)
     # The limit is the caller's.
     width, height = Image.open(io.BytesIO(base64.b64decode(good))).size
-    with pytest.raises(ValueError, match=rf"row 1 \(index '1'\): too many pixels: "
-                                         rf"{width * height} pixels, limit 100$"):
+    with pytest.raises(
+        ValueError,
+        match=rf"row 1 \(index '1'\): too many pixels: "
+        rf"{width * height} pixels, limit 100$",
+    ):
         read_tsv(tmp_path / "bomb.tsv", max_pixels=100)
 
 
@@ -172,12 +196,18 @@ def test_non_utf8_file_names_the_file_and_byte(tmp_path):
     raw = path.read_bytes()
     offset = raw.index("\u00e9".encode())
     path.write_bytes(raw.replace("\u00e9".encode(), b"\xe9"))  # latin-1, as a Windows tool writes
-    with pytest.raises(ValueError, match=rf"latin\.tsv: not UTF-8 text: byte\(s\) e9 at byte "
-                                         rf"offset {offset} \(line 2\)"):
+    with pytest.raises(
+        ValueError,
+        match=rf"latin\.tsv: not UTF-8 text: byte\(s\) e9 at byte "
+        rf"offset {offset} \(line 2\)",
+    ):
         read_tsv(path)
     path.write_bytes(b"\xff" + raw)
-    with pytest.raises(ValueError, match=r"latin\.tsv: not UTF-8 text: byte\(s\) ff at byte "
-                                         r"offset 0 \(line 1\)"):
+    with pytest.raises(
+        ValueError,
+        match=r"latin\.tsv: not UTF-8 text: byte\(s\) ff at byte "
+        r"offset 0 \(line 1\)",
+    ):
         read_tsv(path)
 
 

@@ -15,9 +15,17 @@ from sail.foundations.vision import build_vision_probe, patch_cells, probe_colla
 from sail.model import IGNORE_INDEX
 from sail.world import CELLS
 
-TINY_BUDGET = FoundationBudget(language_drill_steps=3, language_steps=4, vision_steps=3, batch_size=8,
-                               language_records=64, vision_records=64, heldout_records=16, language_check_every=0,
-                               language_drill_check_every=0)
+TINY_BUDGET = FoundationBudget(
+    language_drill_steps=3,
+    language_steps=4,
+    vision_steps=3,
+    batch_size=8,
+    language_records=64,
+    vision_records=64,
+    heldout_records=16,
+    language_check_every=0,
+    language_drill_check_every=0,
+)
 
 
 def test_context_gives_every_cell_a_fixed_place(records):
@@ -38,8 +46,13 @@ def test_lookup_asks_every_cell_and_answers_what_the_record_holds(tokenizer, rec
         for cell, answer in zip(cells, answers):
             objects = [o for o in record["objects"] if o["cell"] == cell]
             texts = [t["text"] for t in record["texts"] if t["cell"] == cell]
-            expected = (f"a {objects[0]['size']} {objects[0]['colour']} {objects[0]['shape']}" if objects
-                        else f'the text "{texts[0]}"' if texts else "nothing")
+            expected = (
+                f"a {objects[0]['size']} {objects[0]['colour']} {objects[0]['shape']}"
+                if objects
+                else f'the text "{texts[0]}"'
+                if texts
+                else "nothing"
+            )
             assert answer == expected
 
 
@@ -66,7 +79,10 @@ def test_probe_learns_from_a_batch(geometry, records):
     batch.pop("num_tokens")
     out = probe(**batch)
     out.loss.backward()
-    assert out.logits["shape"].shape == (8, 4, 7) and probe.encoder.embeddings.patch_embeddings.projection.weight.grad is not None
+    assert (
+        out.logits["shape"].shape == (8, 4, 7)
+        and probe.encoder.embeddings.patch_embeddings.projection.weight.grad is not None
+    )
 
 
 def test_packed_pretraining_batches_give_the_padded_loss(tokenizer, records, geometry):
@@ -125,33 +141,44 @@ def test_a_folder_built_without_a_key_is_rebuilt(tmp_path, geometry, capsys):
 
 
 def test_the_drill_ends_once_the_lm_copies(tmp_path, geometry):
-    budget = FoundationBudget(**{**TINY_BUDGET.__dict__, "language_drill_steps": 6, "language_drill_check_every": 2,
-                                 "language_drill_target": 0.0})
+    budget = FoundationBudget(
+        **{
+            **TINY_BUDGET.__dict__,
+            "language_drill_steps": 6,
+            "language_drill_check_every": 2,
+            "language_drill_target": 0.0,
+        }
+    )
     report = build_foundations(tmp_path, geometry, budget, progress=False).report["language"]
     assert report["copies"] and report["drill_steps"] == 2
     assert [check["step"] for check in report["drill_checks"]] == [2]
 
 
 def test_language_pretraining_ends_once_the_lm_reads_its_context(tmp_path, geometry):
-    budget = FoundationBudget(**{**TINY_BUDGET.__dict__, "language_steps": 6, "language_check_every": 2,
-                                 "language_reading_target": 0.0})
+    budget = FoundationBudget(
+        **{**TINY_BUDGET.__dict__, "language_steps": 6, "language_check_every": 2, "language_reading_target": 0.0}
+    )
     report = build_foundations(tmp_path, geometry, budget, progress=False).report["language"]
     assert report["reached_reading_target"] and report["steps"] == 2
     assert [check["step"] for check in report["reading_checks"]] == [2]
 
 
 def test_language_pretraining_stops_at_its_cap_when_the_target_is_not_reached(tmp_path, geometry):
-    budget = FoundationBudget(**{**TINY_BUDGET.__dict__, "language_steps": 4, "language_check_every": 2,
-                                 "language_reading_target": 1.1})
+    budget = FoundationBudget(
+        **{**TINY_BUDGET.__dict__, "language_steps": 4, "language_check_every": 2, "language_reading_target": 1.1}
+    )
     built = build_foundations(tmp_path, geometry, budget, progress=False)
     report = built.report["language"]
     assert not report["reached_reading_target"] and report["steps"] == 4
     assert [check["step"] for check in report["reading_checks"]] == [2, 4]
 
     # Every stage that loads a capped LM says so.
-    last = f'{report["reading_checks"][-1]["context_caption_pair_f1"]:.3f}'
-    with pytest.warns(UserWarning, match=rf"stopped at its cap of 4 steps below its reading target \(held-out "
-                                         rf"context-caption pair F1 {last} < 1.1\)"):
+    last = f"{report['reading_checks'][-1]['context_caption_pair_f1']:.3f}"
+    with pytest.warns(
+        UserWarning,
+        match=rf"stopped at its cap of 4 steps below its reading target \(held-out "
+        rf"context-caption pair F1 {last} < 1.1\)",
+    ):
         foundation_parts("tiny", geometry, directory=tmp_path, budget=budget)
 
 

@@ -9,8 +9,17 @@ import textwrap
 import pytest
 import torch
 
-from sail.model import (GEOMETRIES, IGNORE_INDEX, TemplateMismatchError, assistant_labels, build_vlm, compose_vlm,
-                        conversation, encode_conversations, parameter_counts)
+from sail.model import (
+    GEOMETRIES,
+    IGNORE_INDEX,
+    TemplateMismatchError,
+    assistant_labels,
+    build_vlm,
+    compose_vlm,
+    conversation,
+    encode_conversations,
+    parameter_counts,
+)
 from sail.model.tokenizer import IMAGE_CONTEXT, IMAGE_END, IMAGE_START, TURN_END, TURN_START
 from sail.world import render
 
@@ -32,8 +41,11 @@ def test_processor_expands_one_image_into_its_tokens(processor, records, geometr
 
 
 def test_labels_keep_only_the_assistant_answer_and_its_end(processor, records):
-    batch = encode_conversations(processor, [render(r) for r in records[:2]],
-                                 [conversation("Describe.", "a big red circle"), conversation("Describe.", "two stars")])
+    batch = encode_conversations(
+        processor,
+        [render(r) for r in records[:2]],
+        [conversation("Describe.", "a big red circle"), conversation("Describe.", "two stars")],
+    )
     tokenizer = processor.tokenizer
     for row, answer in enumerate(["a big red circle", "two stars"]):
         kept = [t for t in batch["labels"][row].tolist() if t != IGNORE_INDEX]
@@ -47,8 +59,11 @@ def test_wide_card_is_tiled_with_a_thumbnail(tokenizer, geometry):
     from sail.model import make_processor
 
     tiled = make_processor(tokenizer, geometry.tile_size, geometry.image_seq_length, max_tiles=6)
-    batch = tiled(images=[Image.new("RGB", (2 * geometry.tile_size, geometry.tile_size))],
-                  text=[f"{IMAGE_CONTEXT}"], return_tensors="pt")
+    batch = tiled(
+        images=[Image.new("RGB", (2 * geometry.tile_size, geometry.tile_size))],
+        text=[f"{IMAGE_CONTEXT}"],
+        return_tensors="pt",
+    )
     assert batch["pixel_values"].shape[0] == 3  # 2 x 1 grid + thumbnail
 
 
@@ -59,16 +74,18 @@ def test_masking_raises_on_template_mismatch(tokenizer):
         assistant_labels(ids, tokenizer, ["a blue circle"])
     with pytest.raises(TemplateMismatchError, match="truncated"):
         assistant_labels(ids[:-3], tokenizer, ["a red circle"])
-    no_answer = tokenizer.encode(tokenizer.apply_chat_template(conversation("Describe.", image=False), tokenize=False),
-                                 add_special_tokens=False)
+    no_answer = tokenizer.encode(
+        tokenizer.apply_chat_template(conversation("Describe.", image=False), tokenize=False), add_special_tokens=False
+    )
     with pytest.raises(TemplateMismatchError):
         assistant_labels(no_answer, tokenizer, [])
 
 
 def test_a_foreign_template_is_refused(tokenizer):
     # An assistant header spelt differently (e.g. a Llama-style template) must never train silently.
-    ids = tokenizer.encode(f"{TURN_START}user\nhi{TURN_END}\n{TURN_START}Assistant:\nhello{TURN_END}\n",
-                           add_special_tokens=False)
+    ids = tokenizer.encode(
+        f"{TURN_START}user\nhi{TURN_END}\n{TURN_START}Assistant:\nhello{TURN_END}\n", add_special_tokens=False
+    )
     with pytest.raises(TemplateMismatchError):
         assistant_labels(ids, tokenizer, ["hello"])
 
@@ -82,7 +99,9 @@ def test_full_geometry_matches_sail_vl_2b_on_the_meta_device():
 
 def test_tiny_model_trains_a_step(tokenizer, geometry, processor, records):
     model = build_vlm(geometry, tokenizer)
-    batch = encode_conversations(processor, [render(r) for r in records[:4]], [conversation("Describe.", "a shape")] * 4)
+    batch = encode_conversations(
+        processor, [render(r) for r in records[:4]], [conversation("Describe.", "a shape")] * 4
+    )
     batch.pop("num_tokens")
     loss = model(**batch).loss
     loss.backward()
@@ -105,14 +124,18 @@ def test_compose_from_saved_parts_loads_every_weight(tmp_path, tokenizer, geomet
     assert torch.equal(model.model.vision_tower.state_dict()[first], vision.state_dict()[first])
 
 
-def test_saved_model_generates_with_plain_transformers_in_a_fresh_process(tmp_path, tokenizer, geometry, processor, records):
+def test_saved_model_generates_with_plain_transformers_in_a_fresh_process(
+    tmp_path, tokenizer, geometry, processor, records
+):
     model = build_vlm(geometry, tokenizer)
     model.save_pretrained(tmp_path)
     processor.save_pretrained(tmp_path)
     render(records[0]).save(tmp_path / "scene.png")
     text = processor.apply_chat_template(conversation("Describe."), add_generation_prompt=True, tokenize=False)
     inputs = processor(images=[render(records[0])], text=[text], return_tensors="pt")
-    ours = model.generate(**inputs, max_new_tokens=6, min_new_tokens=6, do_sample=False)[0, inputs["input_ids"].shape[1]:]
+    ours = model.generate(**inputs, max_new_tokens=6, min_new_tokens=6, do_sample=False)[
+        0, inputs["input_ids"].shape[1] :
+    ]
     script = textwrap.dedent(f"""
         import torch
         from PIL import Image
@@ -130,8 +153,13 @@ def test_saved_model_generates_with_plain_transformers_in_a_fresh_process(tmp_pa
         out = model.generate(**ids, pixel_values=pixels, max_new_tokens=6, min_new_tokens=6, do_sample=False)
         print("TOKENS:" + ",".join(map(str, out[0, ids["input_ids"].shape[1]:].tolist())))
     """)
-    run = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300,
-                         env={"HF_HUB_OFFLINE": "1", "PATH": "/usr/bin:/bin"})
+    run = subprocess.run(
+        [sys.executable, "-c", script],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={"HF_HUB_OFFLINE": "1", "PATH": "/usr/bin:/bin"},
+    )
     assert run.returncode == 0, run.stderr[-2000:]
     tokens = [int(t) for t in run.stdout.split("TOKENS:")[-1].strip().split(",")]
     assert tokens == ours.tolist() and len(tokens) == 6

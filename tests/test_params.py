@@ -34,8 +34,13 @@ def test_valid_parameters_come_back_as_a_namespace(tmp_path):
 
 def test_every_bad_parameter_is_named_in_one_error():
     with pytest.raises(ParameterError) as err:
-        check_parameters("huge", lm_steps=(-3, positive_int), keep=(0.5, fraction), lr=(0, positive_float),
-                         train_vision=("no", boolean))
+        check_parameters(
+            "huge",
+            lm_steps=(-3, positive_int),
+            keep=(0.5, fraction),
+            lr=(0, positive_float),
+            train_vision=("no", boolean),
+        )
     assert str(err.value) == (
         "bad notebook parameters: lm_steps=-3 (expected a positive integer); "
         "lr=0 (expected a positive number); "

@@ -7,7 +7,13 @@ from sail.prose import change, number, takeaways, versus
 
 def test_numbers_are_shown_as_counts_or_fractions():
     assert [number(6240), number(np.int64(5425)), number(1.0), number(0.0971), number(0.5, 1), number(0.0)] == [
-        "6,240", "5,425", "1.000", "0.097", "0.5", "0.000"]
+        "6,240",
+        "5,425",
+        "1.000",
+        "0.097",
+        "0.5",
+        "0.000",
+    ]
 
 
 def test_change_says_the_direction_the_numbers_show():
@@ -17,7 +23,10 @@ def test_change_says_the_direction_the_numbers_show():
 
 
 def test_versus_compares_against_a_named_baseline():
-    assert versus("the captioner's pair F1", 0.713, 0.532, "alt-text") == "the captioner's pair F1 is 0.713, above alt-text's 0.532"
+    assert (
+        versus("the captioner's pair F1", 0.713, 0.532, "alt-text")
+        == "the captioner's pair F1 is 0.713, above alt-text's 0.532"
+    )
     assert versus("its text F1", 0.0, 0.41, "the teacher") == "its text F1 is 0.000, below the teacher's 0.410"
     assert versus("x", 0.5001, 0.5004, "y") == "x is 0.500, level with y's 0.500"
 

@@ -21,7 +21,9 @@ EXECUTED = sorted(RUN.glob("[0-9][0-9]_*.ipynb"))
 
 
 def test_every_numbered_notebook_has_a_reference_run():
-    assert [path.stem for path in EXECUTED] == sorted(path.stem for path in (REPO / "notebooks").glob("[0-9][0-9]_*.ipynb"))
+    assert [path.stem for path in EXECUTED] == sorted(
+        path.stem for path in (REPO / "notebooks").glob("[0-9][0-9]_*.ipynb")
+    )
 
 
 def test_the_run_came_from_a_clean_commit_and_every_notebook_passed():
@@ -34,7 +36,8 @@ def test_the_run_came_from_a_clean_commit_and_every_notebook_passed():
 def test_executed_code_is_the_source_notebooks_code(executed):
     source = nbformat.read(REPO / "notebooks" / executed.name, as_version=4)
     assert review.code_sources(nbformat.read(executed, as_version=4)) == review.code_sources(source), (
-        "the source notebook changed after its reference run: run `make pipeline` again")
+        "the source notebook changed after its reference run: run `make pipeline` again"
+    )
 
 
 @pytest.mark.parametrize("executed", EXECUTED, ids=lambda path: path.stem)

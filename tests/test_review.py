@@ -18,23 +18,41 @@ def notebook_with(*outputs) -> nbformat.NotebookNode:
 
 
 def test_a_clean_notebook_has_no_problems():
-    nb = notebook_with(new_output("stream", name="stdout", text="artifacts in ../outputs/tiny/artifacts; 3/4 done\n"),
-                       new_output("execute_result", data={"text/plain": "see http://127.0.0.1:23333/v1/chat"}))
+    nb = notebook_with(
+        new_output("stream", name="stdout", text="artifacts in ../outputs/tiny/artifacts; 3/4 done\n"),
+        new_output("execute_result", data={"text/plain": "see http://127.0.0.1:23333/v1/chat"}),
+    )
     nb.metadata["papermill"] = {"input_path": "notebooks/00_tour.ipynb", "output_path": "outputs/tiny/00_tour.ipynb"}
     assert review.problems(nb) == []
 
 
-@pytest.mark.parametrize("output, expected", [
-    (new_output("stream", name="stdout", text="saved to /home/ana/sail/outputs\n"),
-     "cell 1 (stdout): absolute path '/home/ana/sail/outputs'"),
-    (new_output("display_data", data={"text/html": "<td>C:\\Users\\ana</td>"}),
-     "cell 1 (text/html): absolute path 'C:\\\\U'"),
-    (new_output("stream", name="stdout", text="train:  40%|####      | 4/10\rtrain:  50%|#####     | 5/10"),
-     "cell 1 (stdout): 3 progress-bar fragments"),
-    (new_output("stream", name="stderr", text="\nUserWarning: the LM foundation stopped at its cap\n  warnings.warn("),
-     "cell 1 (stderr): stderr output 'UserWarning: the LM foundation stopped at its cap'"),
-    (new_output("error", ename="ValueError", evalue="bad", traceback=[]), "cell 1 (error): error output ValueError: bad"),
-])
+@pytest.mark.parametrize(
+    "output, expected",
+    [
+        (
+            new_output("stream", name="stdout", text="saved to /home/ana/sail/outputs\n"),
+            "cell 1 (stdout): absolute path '/home/ana/sail/outputs'",
+        ),
+        (
+            new_output("display_data", data={"text/html": "<td>C:\\Users\\ana</td>"}),
+            "cell 1 (text/html): absolute path 'C:\\\\U'",
+        ),
+        (
+            new_output("stream", name="stdout", text="train:  40%|####      | 4/10\rtrain:  50%|#####     | 5/10"),
+            "cell 1 (stdout): 3 progress-bar fragments",
+        ),
+        (
+            new_output(
+                "stream", name="stderr", text="\nUserWarning: the LM foundation stopped at its cap\n  warnings.warn("
+            ),
+            "cell 1 (stderr): stderr output 'UserWarning: the LM foundation stopped at its cap'",
+        ),
+        (
+            new_output("error", ename="ValueError", evalue="bad", traceback=[]),
+            "cell 1 (error): error output ValueError: bad",
+        ),
+    ],
+)
 def test_each_kind_of_noise_is_named_with_its_cell(output, expected):
     assert review.problems(notebook_with(output)) == [expected]
 
@@ -46,9 +64,14 @@ def test_absolute_papermill_paths_are_problems():
 
 
 def test_code_sources_leave_out_the_injected_parameters():
-    nb = new_notebook(cells=[new_code_cell("a = 1", metadata={"tags": ["parameters"]}),
-                             new_code_cell("a = 2", metadata={"tags": ["injected-parameters"]}),
-                             new_markdown_cell("text"), new_code_cell("print(a)")])
+    nb = new_notebook(
+        cells=[
+            new_code_cell("a = 1", metadata={"tags": ["parameters"]}),
+            new_code_cell("a = 2", metadata={"tags": ["injected-parameters"]}),
+            new_markdown_cell("text"),
+            new_code_cell("print(a)"),
+        ]
+    )
     assert review.code_sources(nb) == ["a = 1", "print(a)"]
 
 
@@ -59,8 +82,11 @@ def test_line_progress_prints_each_quarter_and_where_an_early_stop_ended():
         bar.update(1)
         bar.set_postfix(loss=f"{1 / step:.2f}")
     bar.close()
-    assert out.getvalue().splitlines() == ["drill: 2/8 (25%) loss=1.00", "drill: 4/8 (50%) loss=0.33",
-                                         "drill: 5/8 (62%) loss=0.20"]
+    assert out.getvalue().splitlines() == [
+        "drill: 2/8 (25%) loss=1.00",
+        "drill: 4/8 (50%) loss=0.33",
+        "drill: 5/8 (62%) loss=0.20",
+    ]
 
 
 def test_line_progress_resumed_at_a_mark_does_not_repeat_it():
@@ -82,10 +108,15 @@ def test_progress_is_plain_lines_only_when_headless(monkeypatch):
 def test_index_links_each_render_with_status_time_and_headline(tmp_path):
     (tmp_path / "results").mkdir()
     (tmp_path / "results" / "00_tour.json").write_text(json.dumps({"headline": {"first captioner pair F1": 0.7697}}))
-    entries = {"00_tour": {"status": "ok", "duration_s": 201.4, "error": None},
-               "02_captioner": {"status": "failed", "duration_s": 3.0, "error": "cell 4 (In [3]): ValueError: <bad>"}}
+    entries = {
+        "00_tour": {"status": "ok", "duration_s": 201.4, "error": None},
+        "02_captioner": {"status": "failed", "duration_s": 3.0, "error": "cell 4 (In [3]): ValueError: <bad>"},
+    }
     page = review.write_index(tmp_path, "tiny", entries).read_text()
-    assert '<a href="00_tour.html">00_tour</a></td><td>ok</td><td>201 s</td><td>first captioner pair F1: 0.770</td>' in page
+    assert (
+        '<a href="00_tour.html">00_tour</a></td><td>ok</td><td>201 s</td><td>first captioner pair F1: 0.770</td>'
+        in page
+    )
     assert "<td>failed: cell 4 (In [3]): ValueError: &lt;bad&gt;</td><td>3 s</td><td></td>" in page
 
 

@@ -21,8 +21,17 @@ from sail.manifest import (
     sha256_file,
     write_manifest,
 )
-from sail.run import (UsageError, artifacts_parameter, check_parameter_names, declared_parameters, find_notebooks,
-                      load_profile, main, notebook_parameters, parse_value)
+from sail.run import (
+    UsageError,
+    artifacts_parameter,
+    check_parameter_names,
+    declared_parameters,
+    find_notebooks,
+    load_profile,
+    main,
+    notebook_parameters,
+    parse_value,
+)
 
 
 def write_notebook(path: Path, parameters: str, *cells: str) -> None:
@@ -94,7 +103,12 @@ def test_success_writes_notebook_and_manifest(project, capsys):
 
     manifest = json.loads(manifest_path.read_text())
     entry = manifest["notebooks"]["00_ok"]
-    assert entry["parameters"] == {"name": "from-common", "steps": 5, "profile": "tiny", "artifacts_dir": str(artifacts)}
+    assert entry["parameters"] == {
+        "name": "from-common",
+        "steps": 5,
+        "profile": "tiny",
+        "artifacts_dir": str(artifacts),
+    }
     assert entry["status"] == "ok" and entry["error"] is None
     assert entry["duration_s"] > 0 and entry["start_time"] < entry["end_time"]
     assert entry["output"] == str(project["outputs"] / "tiny" / "00_ok.ipynb")
@@ -120,9 +134,13 @@ def test_failure_stops_the_run_and_names_notebook_cell_and_error(project, capsys
     assert notebooks["01_fail"]["status"] == "failed"
     assert notebooks["01_fail"]["error"] == "cell 2 (In [3]): ValueError: boom"
     assert notebooks["01_fail"]["duration_s"] > 0
-    assert notebooks["01_fail"]["parameters"] == {"profile": "tiny"}  # common values reach only notebooks declaring them
+    assert notebooks["01_fail"]["parameters"] == {
+        "profile": "tiny"
+    }  # common values reach only notebooks declaring them
     assert "02_never" not in notebooks
-    assert "<td>failed: cell 2 (In [3]): ValueError: boom</td>" in (project["outputs"] / "tiny" / "index.html").read_text()
+    assert (
+        "<td>failed: cell 2 (In [3]): ValueError: boom</td>" in (project["outputs"] / "tiny" / "index.html").read_text()
+    )
 
 
 @pytest.mark.notebook
@@ -158,14 +176,23 @@ def test_bad_command_lines_exit_with_usage_errors(project, capsys):
     assert "--profile" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("args,message", [
-    (["00", "-p", "stepz", "1"], "unknown parameter 'stepz' (did you mean 'steps'?) given with -p (not a parameter of 00_ok)"),
-    (["01", "-p", "steps", "1"], "unknown parameter 'steps' given with -p (not a parameter of 01_fail)"),
-    (["-p", "zzz", "1", "-p", "nane", "x"], "unknown parameters 'nane' (did you mean 'name'?), 'zzz' given with -p"),
-    (["--profile", "../../x"], "--profile '../../x' must be a plain name"),
-    (["--profile", "a/b"], "--profile 'a/b' must be a plain name"),
-    (["-p", "artifacts_dir", "/elsewhere"], "set --output-dir, not -p artifacts_dir"),
-])
+@pytest.mark.parametrize(
+    "args,message",
+    [
+        (
+            ["00", "-p", "stepz", "1"],
+            "unknown parameter 'stepz' (did you mean 'steps'?) given with -p (not a parameter of 00_ok)",
+        ),
+        (["01", "-p", "steps", "1"], "unknown parameter 'steps' given with -p (not a parameter of 01_fail)"),
+        (
+            ["-p", "zzz", "1", "-p", "nane", "x"],
+            "unknown parameters 'nane' (did you mean 'name'?), 'zzz' given with -p",
+        ),
+        (["--profile", "../../x"], "--profile '../../x' must be a plain name"),
+        (["--profile", "a/b"], "--profile 'a/b' must be a plain name"),
+        (["-p", "artifacts_dir", "/elsewhere"], "set --output-dir, not -p artifacts_dir"),
+    ],
+)
 def test_bad_parameters_stop_the_run_before_anything_executes(project, capsys, args, message):
     with pytest.raises(SystemExit) as exit_:
         sail(project, *args)
@@ -174,11 +201,17 @@ def test_bad_parameters_stop_the_run_before_anything_executes(project, capsys, a
     assert not project["outputs"].exists()
 
 
-@pytest.mark.parametrize("profile_text,message", [
-    ("common:\n  stepss: 2\n", "unknown parameter 'stepss' (did you mean 'steps'?) in the common section of tiny.yaml"),
-    ("'00_ok':\n  nam: x\n", "unknown parameter 'nam' (did you mean 'name'?) in the 00_ok section of tiny.yaml"),
-    ("'00_okk':\n  name: x\n", "tiny.yaml has sections for no notebook: 00_okk"),
-])
+@pytest.mark.parametrize(
+    "profile_text,message",
+    [
+        (
+            "common:\n  stepss: 2\n",
+            "unknown parameter 'stepss' (did you mean 'steps'?) in the common section of tiny.yaml",
+        ),
+        ("'00_ok':\n  nam: x\n", "unknown parameter 'nam' (did you mean 'name'?) in the 00_ok section of tiny.yaml"),
+        ("'00_okk':\n  name: x\n", "tiny.yaml has sections for no notebook: 00_okk"),
+    ],
+)
 def test_profile_files_are_checked_against_the_notebooks(project, capsys, profile_text, message):
     (project["configs"] / "tiny.yaml").write_text(profile_text)
     with pytest.raises(SystemExit):
@@ -192,8 +225,13 @@ def test_declared_parameters_reads_lines_with_comments(project):
 
 def test_artifacts_inside_the_repository_are_passed_relative_to_the_notebook():
     repo = Path(__file__).resolve().parents[1]
-    assert artifacts_parameter(repo / "outputs" / "tiny", repo / "notebooks" / "00_tour.ipynb") == "../outputs/tiny/artifacts"
-    assert artifacts_parameter(Path("/srv/runs/tiny"), repo / "notebooks" / "00_tour.ipynb") == "/srv/runs/tiny/artifacts"
+    assert (
+        artifacts_parameter(repo / "outputs" / "tiny", repo / "notebooks" / "00_tour.ipynb")
+        == "../outputs/tiny/artifacts"
+    )
+    assert (
+        artifacts_parameter(Path("/srv/runs/tiny"), repo / "notebooks" / "00_tour.ipynb") == "/srv/runs/tiny/artifacts"
+    )
 
 
 def test_repository_notebooks_accept_the_repository_profiles():

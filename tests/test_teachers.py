@@ -14,15 +14,26 @@ import pickle
 import random
 import re
 import threading
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from sail.caption.teachers import (CAPTION_PROMPT, Budget, BudgetExceeded, CaptionItem, CaptionRequestError,
-                                   OpenAIChatTeacher, WorldTeacher, alt_text_focus, chat_cost_per_caption,
-                                   cost_at_scale, user_message, world_items)
+from sail.caption.teachers import (
+    CAPTION_PROMPT,
+    Budget,
+    BudgetExceeded,
+    CaptionItem,
+    CaptionRequestError,
+    OpenAIChatTeacher,
+    WorldTeacher,
+    alt_text_focus,
+    chat_cost_per_caption,
+    cost_at_scale,
+    user_message,
+    world_items,
+)
 from sail.world import alt_text, render, sample_records, score_captions, teacher_caption
 
 # --- a real OpenAI-compatible server ------------------------------------------------------
@@ -42,9 +53,9 @@ def served(tmp_path_factory, tokenizer, geometry):
     process, base_url = start_server(model_dir, log_path=log_path)
     try:
         wait_healthy(base_url, process, timeout=120)
-    except Exception:
+    except Exception as error:
         stop_server(process)
-        raise RuntimeError("server did not start; its log:\n" + log_path.read_text()[-3000:])
+        raise RuntimeError("server did not start; its log:\n" + log_path.read_text()[-3000:]) from error
     yield {"base_url": base_url, "model": str(model_dir), "processor": processor}
     stop_server(process)
 
@@ -66,8 +77,9 @@ def test_the_image_reaches_the_served_model(served, records):
     # The same two prompts through our processor, here: the server must count exactly these tokens.
     def local_count(image: bool) -> int:
         content = ([{"type": "image"}] if image else []) + [{"type": "text", "text": CAPTION_PROMPT}]
-        text = tokenizer.apply_chat_template([{"role": "user", "content": content}], tokenize=False,
-                                             add_generation_prompt=True)
+        text = tokenizer.apply_chat_template(
+            [{"role": "user", "content": content}], tokenize=False, add_generation_prompt=True
+        )
         if not image:
             return len(tokenizer.encode(text, add_special_tokens=False))
         return processor(text=[text], images=[render(records[0])], return_tensors="pt")["input_ids"].shape[1]
@@ -82,8 +94,11 @@ def test_a_real_server_s_truncated_reply_is_billed_but_never_cached(served, reco
     cache = tmp_path / "captions.jsonl"
     items = world_items(records[:2])
     teacher = served_teacher(served, cache_path=cache, max_tokens=1, cost_per_caption=0.01)
-    with pytest.raises(CaptionRequestError, match=r"2 of 2 requests failed \(first: item '.*' at "
-                                                  rf"{re.escape(served['base_url'])}: truncated reply"):
+    with pytest.raises(
+        CaptionRequestError,
+        match=r"2 of 2 requests failed \(first: item '.*' at "
+        rf"{re.escape(served['base_url'])}: truncated reply",
+    ):
         teacher.caption(items)
     assert (teacher.stats.attempts, teacher.stats.refused, teacher.stats.completion_tokens) == (2, 2, 2)
     assert teacher.spent.captions == 0 and teacher.spent.usd == pytest.approx(0.02)
@@ -94,10 +109,14 @@ def test_a_real_server_s_truncated_reply_is_billed_but_never_cached(served, reco
 
 
 def completion(text: str | None, finish_reason: str = "stop") -> dict:
-    return {"id": "chatcmpl-1", "object": "chat.completion", "created": 0, "model": "stub",
-            "choices": [{"index": 0, "finish_reason": finish_reason,
-                         "message": {"role": "assistant", "content": text}}],
-            "usage": {"prompt_tokens": 7, "completion_tokens": 3, "total_tokens": 10}}
+    return {
+        "id": "chatcmpl-1",
+        "object": "chat.completion",
+        "created": 0,
+        "model": "stub",
+        "choices": [{"index": 0, "finish_reason": finish_reason, "message": {"role": "assistant", "content": text}}],
+        "usage": {"prompt_tokens": 7, "completion_tokens": 3, "total_tokens": 10},
+    }
 
 
 @pytest.fixture
@@ -161,14 +180,18 @@ def test_failures_are_retried_with_backoff(stub, records):
 
 
 def test_retry_after_is_honoured_up_to_max_backoff(stub, records):
-    in_30_s = format_datetime(datetime.now(timezone.utc) + timedelta(seconds=30), usegmt=True)
-    stub["script"] = [(429, None, {"Retry-After": "7"}), (503, None, {"Retry-After": "1.5"}),
-                      (429, None, {"Retry-After": "3600"}), (503, None, {"Retry-After": in_30_s}),
-                      (500, None, {"Retry-After": "9"})]  # only 429 and 503 are asked to wait: backoff
+    in_30_s = format_datetime(datetime.now(UTC) + timedelta(seconds=30), usegmt=True)
+    stub["script"] = [
+        (429, None, {"Retry-After": "7"}),
+        (503, None, {"Retry-After": "1.5"}),
+        (429, None, {"Retry-After": "3600"}),
+        (503, None, {"Retry-After": in_30_s}),
+        (500, None, {"Retry-After": "9"}),
+    ]  # only 429 and 503 are asked to wait: backoff
     teacher = stub_teacher(stub, max_retries=5, max_backoff=60)
     assert teacher.caption(world_items(records[:1])) == ["caption 6"]
     assert stub["waits"][:3] == [7.0, 1.5, 60.0]
-    assert stub["waits"][3] == pytest.approx(30, abs=1.5) and stub["waits"][4] == pytest.approx(0.01 * 2 ** 4)
+    assert stub["waits"][3] == pytest.approx(30, abs=1.5) and stub["waits"][4] == pytest.approx(0.01 * 2**4)
 
 
 def test_connection_failures_name_the_server_after_retries(records):
@@ -183,14 +206,19 @@ def test_connection_failures_name_the_server_after_retries(records):
     assert waits == [0.5, 1.0] and teacher.stats.attempts == 3
 
 
-@pytest.mark.parametrize("content, finish_reason, cause", [
-    (None, "stop", r"filtered reply \(null content, finish_reason 'stop'\)"),
-    ("I can't help with that", "content_filter", r"filtered reply \(finish_reason 'content_filter'\)"),
-    ("A red circle sits at the top left and a", "length", r"truncated reply \(finish_reason 'length'\)"),
-    (" ", "stop", "empty reply"),
-], ids=["null-content", "content-filter", "length", "blank"])
+@pytest.mark.parametrize(
+    "content, finish_reason, cause",
+    [
+        (None, "stop", r"filtered reply \(null content, finish_reason 'stop'\)"),
+        ("I can't help with that", "content_filter", r"filtered reply \(finish_reason 'content_filter'\)"),
+        ("A red circle sits at the top left and a", "length", r"truncated reply \(finish_reason 'length'\)"),
+        (" ", "stop", "empty reply"),
+    ],
+    ids=["null-content", "content-filter", "length", "blank"],
+)
 def test_a_filtered_or_truncated_reply_is_billed_never_cached_and_requested_again(
-        stub, records, tmp_path, content, finish_reason, cause):
+    stub, records, tmp_path, content, finish_reason, cause
+):
     cache = tmp_path / "c.jsonl"
     items = world_items(records[:1])
     stub["script"] = [(200, completion(content, finish_reason), {})]
@@ -214,12 +242,16 @@ def test_a_reply_without_finish_reason_is_a_complete_caption(stub, records):
     assert stub_teacher(stub).caption(world_items(records[:1])) == ["A red circle."]
 
 
-@pytest.mark.parametrize("body, cause", [
-    (b"<html>Welcome to nginx!</html>", r"reply is not JSON \(content-type 'application/json'\); is base_url"),
-    ({"choices": []}, r"reply has no choices \(choices: \[\]\)"),
-    ({"error": {"message": "overloaded"}}, r"reply has no choices \(not a chat completion\)"),
-    ({"choices": [{"index": 0, "finish_reason": "stop"}]}, "reply's first choice has no message with text content"),
-], ids=["not-json", "empty-choices", "error-object", "no-message"])
+@pytest.mark.parametrize(
+    "body, cause",
+    [
+        (b"<html>Welcome to nginx!</html>", r"reply is not JSON \(content-type 'application/json'\); is base_url"),
+        ({"choices": []}, r"reply has no choices \(choices: \[\]\)"),
+        ({"error": {"message": "overloaded"}}, r"reply has no choices \(not a chat completion\)"),
+        ({"choices": [{"index": 0, "finish_reason": "stop"}]}, "reply's first choice has no message with text content"),
+    ],
+    ids=["not-json", "empty-choices", "error-object", "no-message"],
+)
 def test_a_body_that_is_not_a_chat_completion_names_the_cause(stub, records, body, cause):
     item = world_items(records[:1])[0]
     stub["script"] = [(200, body, {})]
@@ -315,7 +347,14 @@ def test_the_api_key_comes_from_the_environment_and_is_never_shown(stub, records
             teacher.caption(world_items(records[:1]))
         teacher.caption(world_items(records[1:2]))
     assert stub["auth"] == [f"Bearer {secret}"] * 3  # it was used, and only in the header
-    shown = [repr(teacher), str(teacher), caplog.text, cache.read_text(), str(failure.value), repr(failure.value.__cause__)]
+    shown = [
+        repr(teacher),
+        str(teacher),
+        caplog.text,
+        cache.read_text(),
+        str(failure.value),
+        repr(failure.value.__cause__),
+    ]
     assert all(secret not in text for text in shown)
     assert "SAIL_TEST_KEY" in repr(teacher)
     with pytest.raises(TypeError):
@@ -367,6 +406,9 @@ def test_grounded_recaptions_keep_the_facts_and_lead_with_the_alt_text(records):
     assert changed > 20
     # An alt-text colour the image does not show is never the focus.
     record = scenes[0]
-    wrong = next(c for c in ("red", "blue", "green", "purple") if (c, record["objects"][0]["shape"]) not in
-                 {(o["colour"], o["shape"]) for o in record["objects"]})
+    wrong = next(
+        c
+        for c in ("red", "blue", "green", "purple")
+        if (c, record["objects"][0]["shape"]) not in {(o["colour"], o["shape"]) for o in record["objects"]}
+    )
     assert alt_text_focus(f"{wrong} {record['objects'][0]['shape']} icon", record) is None

@@ -20,16 +20,31 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def lm_stage(tokenizer, records, **overrides) -> Stage:
-    settings = dict(name="lm", data=lm_examples(records, tokenizer, seed=0),
-                    collate=lm_collate(tokenizer), trainable=("",), lr=3e-3, batch_size=8, max_steps=6, seed=0)
+    settings = dict(
+        name="lm",
+        data=lm_examples(records, tokenizer, seed=0),
+        collate=lm_collate(tokenizer),
+        trainable=("",),
+        lr=3e-3,
+        batch_size=8,
+        max_steps=6,
+        seed=0,
+    )
     return Stage(**{**settings, **overrides})
 
 
 def test_projector_only_stage_leaves_vision_and_language_untouched(tmp_path, tokenizer, geometry, processor, records):
     model = build_vlm(geometry, tokenizer)
     before = {k: v.clone() for k, v in model.state_dict().items()}
-    stage = Stage(name="align", data=caption_examples(records[:16]), collate=caption_collate(processor),
-                  trainable=("model.multi_modal_projector",), lr=1e-3, batch_size=4, max_steps=2)
+    stage = Stage(
+        name="align",
+        data=caption_examples(records[:16]),
+        collate=caption_collate(processor),
+        trainable=("model.multi_modal_projector",),
+        lr=1e-3,
+        batch_size=4,
+        max_steps=2,
+    )
     result = train(model, stage, tmp_path, progress=False)
     changed = {k for k, v in model.state_dict().items() if not torch.equal(v, before[k])}
     assert changed and all(k.startswith("model.multi_modal_projector") for k in changed)
@@ -112,8 +127,13 @@ def test_interrupted_run_resumes_exactly(tmp_path, tokenizer, geometry, records)
         return stage.collate(rows)
 
     with pytest.raises(Interrupt):
-        train(resumed, Stage(**{**stage.__dict__, "collate": failing_collate}), tmp_path / "resumed",
-              checkpoint_every=3, progress=False)
+        train(
+            resumed,
+            Stage(**{**stage.__dict__, "collate": failing_collate}),
+            tmp_path / "resumed",
+            checkpoint_every=3,
+            progress=False,
+        )
     again = build_language_model(geometry, tokenizer)  # a fresh process would start from scratch weights
     second = train(again, stage, tmp_path / "resumed", checkpoint_every=3, progress=False)
 
@@ -143,7 +163,8 @@ def test_deepspeed_zero2_trains_on_cpu(tmp_path):
         result = train(model, stage, {str(tmp_path)!r}, deepspeed_config={str(ROOT / "configs/deepspeed/zero2.json")!r},
                        progress=False)
         moved = not torch.equal(before, model.model.multi_modal_projector.linear_1.weight)
-        print("RESULT", result.backend, result.steps, moved, all(torch.isfinite(torch.tensor(h["loss"])) for h in result.history))
+        finite = all(torch.isfinite(torch.tensor(h["loss"])) for h in result.history)
+        print("RESULT", result.backend, result.steps, moved, finite)
     """)
     run = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=600, cwd=ROOT)
     assert run.returncode == 0, run.stderr[-3000:]

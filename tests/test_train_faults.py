@@ -8,12 +8,12 @@ from pathlib import Path
 import pytest
 import torch
 from safetensors.torch import load_file, save_file
-from torch.optim.optimizer import register_optimizer_step_pre_hook
 from test_train import lm_stage
+from torch.optim.optimizer import register_optimizer_step_pre_hook
 
 from sail.foundations.language import build_language_model
 from sail.train import warmup_cosine
-from sail.train.trainer import CheckpointError, NonFiniteError, checkpoints, train
+from sail.train.trainer import CheckpointError, NonFiniteError, train
 
 
 def run(tmp_path, tokenizer, geometry, stage, model=None, **options):
@@ -75,12 +75,16 @@ def test_checkpoint_with_nan_weights_is_refused_not_trained_on(tmp_path, tokeniz
     assert names(tmp_path) == ["step-0000003"]
 
 
-@pytest.mark.parametrize("checkpoint_every, message", [
-    (None, r"resumed from \S+step-0000003: non-finite loss nan and gradient norm nan at step 5"),
-    (1, r"resumed from \S+step-0000003: non-finite \S+ at step 4; not saving \S+step-0000004"),
-])
-def test_nan_optimiser_state_stops_the_resumed_run_naming_its_checkpoint(checkpoint_every, message, tmp_path, tokenizer,
-                                                                        geometry, records):
+@pytest.mark.parametrize(
+    "checkpoint_every, message",
+    [
+        (None, r"resumed from \S+step-0000003: non-finite loss nan and gradient norm nan at step 5"),
+        (1, r"resumed from \S+step-0000003: non-finite \S+ at step 4; not saving \S+step-0000004"),
+    ],
+)
+def test_nan_optimiser_state_stops_the_resumed_run_naming_its_checkpoint(
+    checkpoint_every, message, tmp_path, tokenizer, geometry, records
+):
     path = stopped_after_step_3(tmp_path, tokenizer, geometry, records) / "optimizer.bin"
     optimiser = torch.load(path, weights_only=True)
     for state in optimiser["state"].values():
@@ -95,13 +99,18 @@ def test_truncated_newest_checkpoint_falls_back_to_the_one_before(tmp_path, toke
     stage = lm_stage(tokenizer, records)
     first = run(tmp_path, tokenizer, geometry, stage, checkpoint_every=3, keep_checkpoints=2)
     truncate_weights(tmp_path / "checkpoints" / "step-0000006")
-    with pytest.warns(UserWarning, match=r"step-0000006 is unusable \(SafetensorError: .*\); set aside as "
-                                         r"step-0000006\.bad, resuming from \S+step-0000003"):
+    with pytest.warns(
+        UserWarning,
+        match=r"step-0000006 is unusable \(SafetensorError: .*\); set aside as "
+        r"step-0000006\.bad, resuming from \S+step-0000003",
+    ):
         second = run(tmp_path, tokenizer, geometry, stage, checkpoint_every=3, keep_checkpoints=2)
     assert second.resumed_from_step == 3 and second.steps == 6
     assert [h["loss"] for h in second.history] == [h["loss"] for h in first.history]
     assert names(tmp_path) == ["step-0000003", "step-0000006", "step-0000006.bad"]
-    assert all(torch.isfinite(t).all() for t in load_file(tmp_path / "checkpoints/step-0000006/model.safetensors").values())
+    assert all(
+        torch.isfinite(t).all() for t in load_file(tmp_path / "checkpoints/step-0000006/model.safetensors").values()
+    )
 
 
 def test_no_good_checkpoint_is_an_error_not_a_fresh_start(tmp_path, tokenizer, geometry, records):
@@ -109,8 +118,11 @@ def test_no_good_checkpoint_is_an_error_not_a_fresh_start(tmp_path, tokenizer, g
     run(tmp_path, tokenizer, geometry, stage, checkpoint_every=3, keep_checkpoints=2)
     truncate_weights(tmp_path / "checkpoints" / "step-0000006")
     nan_weights(tmp_path / "checkpoints" / "step-0000003")
-    with pytest.raises(CheckpointError, match=r"(?s)no checkpoint can be resumed from.*step-0000006: SafetensorError"
-                                              r".*step-0000003: ValueError: non-finite values in "):
+    with pytest.raises(
+        CheckpointError,
+        match=r"(?s)no checkpoint can be resumed from.*step-0000006: SafetensorError"
+        r".*step-0000003: ValueError: non-finite values in ",
+    ):
         run(tmp_path, tokenizer, geometry, stage, checkpoint_every=3, keep_checkpoints=2)
     assert names(tmp_path) == ["step-0000003", "step-0000006"]
 
@@ -119,7 +131,8 @@ def test_raised_max_steps_on_resume_replans_the_schedule(tmp_path, tokenizer, ge
     run(tmp_path, tokenizer, geometry, lm_stage(tokenizer, records, max_steps=6))
     used = []
     hook = register_optimizer_step_pre_hook(
-        lambda optimiser, args, kwargs: used.append(optimiser.param_groups[0]["lr"]))
+        lambda optimiser, args, kwargs: used.append(optimiser.param_groups[0]["lr"])
+    )
     try:
         with pytest.warns(UserWarning, match=r"re-planned from 6 to 10 steps, continuing at step 6"):
             result = run(tmp_path, tokenizer, geometry, lm_stage(tokenizer, records, max_steps=10))
@@ -127,7 +140,9 @@ def test_raised_max_steps_on_resume_replans_the_schedule(tmp_path, tokenizer, ge
         hook.remove()
     factor, peak = warmup_cosine(10, 0.1, 0.1), 3e-3
     assert result.resumed_from_step == 6 and result.steps == 10
-    assert used[0] == pytest.approx(peak * factor(6))  # the first resumed step: 0.472 of the peak, not the old floor 0.1
+    assert used[0] == pytest.approx(
+        peak * factor(6)
+    )  # the first resumed step: 0.472 of the peak, not the old floor 0.1
     assert used == pytest.approx([peak * factor(step) for step in range(6, 10)])
     assert [h["lr"] for h in result.history[6:]] == pytest.approx([peak * factor(step) for step in range(7, 11)])
     assert names(tmp_path) == ["step-0000010"]

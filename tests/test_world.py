@@ -50,9 +50,24 @@ def captions_of(source, records: list[dict], seed: int = 0) -> list[str]:
 
 
 def test_public_names_are_exported():
-    for name in ("SHAPES", "COLOURS", "SIZES", "CELLS", "make_record", "render", "sample_records",
-                 "world_dataset", "alt_text", "weak_caption", "teacher_caption", "CAPTION_SOURCES",
-                 "parse_caption", "score_caption", "score_captions", "attribute_targets"):
+    for name in (
+        "SHAPES",
+        "COLOURS",
+        "SIZES",
+        "CELLS",
+        "make_record",
+        "render",
+        "sample_records",
+        "world_dataset",
+        "alt_text",
+        "weak_caption",
+        "teacher_caption",
+        "CAPTION_SOURCES",
+        "parse_caption",
+        "score_caption",
+        "score_captions",
+        "attribute_targets",
+    ):
         assert hasattr(world, name), name
     assert world.CAPTION_SOURCES == {"alt_text": alt_text, "weak": weak_caption, "teacher": teacher_caption}
     assert (len(SHAPES), len(COLOURS), len(SIZES), len(CELLS)) == (6, 8, 2, 4)
@@ -253,10 +268,23 @@ def test_caption_of_another_record_scores_low(scenes):
     assert shifted["hallucination_rate"] > 0.7
 
 
-@pytest.mark.parametrize("garbage", [
-    "", " ", "asdf qwer", "red red red", "circle circle", '"""', '"unclosed', ":::: 12",
-    "the the the the", "a big red circle " * 300, "<|im_end|>\x00\ufffd", "ÿ" * 50,
-])
+@pytest.mark.parametrize(
+    "garbage",
+    [
+        "",
+        " ",
+        "asdf qwer",
+        "red red red",
+        "circle circle",
+        '"""',
+        '"unclosed',
+        ":::: 12",
+        "the the the the",
+        "a big red circle " * 300,
+        "<|im_end|>\x00\ufffd",
+        "ÿ" * 50,
+    ],
+)
 def test_garbage_captions_score_without_errors(garbage, scenes):
     record = next(r for r in scenes if not any(o["colour"] == "red" for o in r["objects"]))
     scores = score_caption(garbage, record)
@@ -276,12 +304,19 @@ def test_parser_accepts_synonyms_and_relations():
     assert parsed["text"] == ["cat", "egg: 7"]
     assert parse_caption("two circles and three stars")["count"] == [("circle", 2), ("star", 3)]
     assert parse_caption("The green square is to the right of the pink hexagon.")["relation"] == [
-        ("pink", "hexagon", "left of", "green", "square")]
+        ("pink", "hexagon", "left of", "green", "square")
+    ]
 
 
 def test_empty_versus_empty_conventions():
-    record = {"kind": "scene", "objects": [], "texts": [], "relations": [], "card": None,
-              "counts": {"shapes": {}, "colours": {}}}
+    record = {
+        "kind": "scene",
+        "objects": [],
+        "texts": [],
+        "relations": [],
+        "card": None,
+        "counts": {"shapes": {}, "colours": {}},
+    }
     record["objects"] = [{"shape": "star", "colour": "red", "size": "small", "cell": "top left"}]
     record["counts"]["shapes"] = {"star": 1}
     silent = score_caption("a red star", record)
@@ -326,8 +361,7 @@ def test_world_dataset_columns_and_determinism():
     start = time.perf_counter()
     dataset = world_dataset("train", 200, seed=2)
     assert time.perf_counter() - start < 5.0
-    assert dataset.column_names == ["id", "kind", "image", "record", "alt_text", "weak_caption",
-                                    "teacher_caption"]
+    assert dataset.column_names == ["id", "kind", "image", "record", "alt_text", "weak_caption", "teacher_caption"]
     records = sample_records("train", 200, seed=2)
     assert [json.loads(r) for r in dataset["record"]] == records
     row = dataset[5]

@@ -38,8 +38,9 @@ def caption_collate(processor: ProcessorMixin, prompt: str = CAPTION_PROMPT):
     return collate
 
 
-def evaluate_captioner(model, processor: ProcessorMixin, records: Sequence[dict], *, prompt: str = CAPTION_PROMPT,
-                       max_new_tokens: int = 96) -> tuple[list[str], dict[str, float]]:
+def evaluate_captioner(
+    model, processor: ProcessorMixin, records: Sequence[dict], *, prompt: str = CAPTION_PROMPT, max_new_tokens: int = 96
+) -> tuple[list[str], dict[str, float]]:
     """Greedy captions for held-out records and their record-based scores (micro-averaged)."""
     captions = generate(model, processor, [render(r) for r in records], prompt, max_new_tokens=max_new_tokens)
     return captions, score_captions(captions, list(records))

@@ -41,7 +41,9 @@ def task_conversation(task: str, alt_text: str, caption: str | None = None) -> l
     raise ValueError(f"unknown captioner task {task!r}: expected 'caption' or 'recaption'")
 
 
-def distillation_rows(annotations: Sequence[Annotation], *, recaption_fraction: float, seed: int) -> list[tuple[Annotation, str]]:
+def distillation_rows(
+    annotations: Sequence[Annotation], *, recaption_fraction: float, seed: int
+) -> list[tuple[Annotation, str]]:
     """(annotation, task) pairs: every annotation once, a `recaption_fraction` share of them as recaption."""
     if not 0 <= recaption_fraction <= 1:
         raise ValueError(f"recaption_fraction must be in [0, 1], got {recaption_fraction}")
@@ -51,22 +53,44 @@ def distillation_rows(annotations: Sequence[Annotation], *, recaption_fraction: 
 
 def distillation_collate(processor: ProcessorMixin):
     def collate(rows: list[tuple[Annotation, str]]) -> dict:
-        return encode_conversations(processor, [a.image() for a, _ in rows],
-                                    [task_conversation(task, a.alt_text, a.caption) for a, task in rows])
+        return encode_conversations(
+            processor,
+            [a.image() for a, _ in rows],
+            [task_conversation(task, a.alt_text, a.caption) for a, task in rows],
+        )
 
     return collate
 
 
-def caption_pool(model, processor: ProcessorMixin, annotations: Sequence[Annotation], task: str, *,
-                 max_new_tokens: int = 128, batch_size: int = 32) -> list[str]:
+def caption_pool(
+    model,
+    processor: ProcessorMixin,
+    annotations: Sequence[Annotation],
+    task: str,
+    *,
+    max_new_tokens: int = 128,
+    batch_size: int = 32,
+) -> list[str]:
     """The captioner's captions for images, in caption or recaption mode."""
-    return generate_answers(model, processor, [task_conversation(task, a.alt_text) for a in annotations],
-                            [[a.image()] for a in annotations], max_new_tokens=max_new_tokens, batch_size=batch_size)
+    return generate_answers(
+        model,
+        processor,
+        [task_conversation(task, a.alt_text) for a in annotations],
+        [[a.image()] for a in annotations],
+        max_new_tokens=max_new_tokens,
+        batch_size=batch_size,
+    )
 
 
 # Columns of the card's quality table: the scorer's keys under the names the notebook's table uses.
-CARD_COLUMNS = (("pair_f1", "objects F1"), ("object_f1", "attributes F1"), ("position_f1", "positions F1"),
-                ("relation_f1", "relations F1"), ("text_f1", "text F1"), ("hallucination_rate", "hallucination rate"))
+CARD_COLUMNS = (
+    ("pair_f1", "objects F1"),
+    ("object_f1", "attributes F1"),
+    ("position_f1", "positions F1"),
+    ("relation_f1", "relations F1"),
+    ("text_f1", "text F1"),
+    ("hallucination_rate", "hallucination rate"),
+)
 
 
 def write_model_card(directory: str | Path, *, name: str, base: str, training: dict, quality: dict) -> Path:
@@ -78,9 +102,12 @@ def write_model_card(directory: str | Path, *, name: str, base: str, training: d
     images = {int(scores["n"]) for scores in quality.values() if "n" in scores}
     on = f"{images.pop()} held-out images" if len(images) == 1 else "held-out images"
     header = "| source | " + " | ".join(label for _, label in CARD_COLUMNS) + " |"
-    rows = "\n".join(f"| {source} | " + " | ".join(f"{scores[key]:.3f}" for key, _ in CARD_COLUMNS) + " |"
-                     for source, scores in quality.items())
-    text = f"""---
+    rows = "\n".join(
+        f"| {source} | " + " | ".join(f"{scores[key]:.3f}" for key, _ in CARD_COLUMNS) + " |"
+        for source, scores in quality.items()
+    )
+    text = (
+        f"""---
 library_name: transformers
 pipeline_tag: image-text-to-text
 tags: [sail, captioner, internvl]
@@ -97,7 +124,9 @@ from GPT-4o captions. Two tasks: `caption` ("{CAPTION_PROMPT}") and `recaption`
 
 | setting | value |
 |---|---|
-""" + "\n".join(f"| {k} | {v} |" for k, v in training.items()) + f"""
+"""
+        + "\n".join(f"| {k} | {v} |" for k, v in training.items())
+        + f"""
 
 ## Caption quality against the ground-truth records ({on})
 
@@ -119,6 +148,7 @@ model = AutoModelForImageTextToText.from_pretrained("{Path(directory).name}")
 processor = AutoProcessor.from_pretrained("{Path(directory).name}")
 ```
 """
+    )
     path = Path(directory) / "README.md"
     atomic_write_text(path, text)
     return path
@@ -131,6 +161,6 @@ def model_card_preview(path: str | Path) -> str:
     front, body = ("", text)
     if text.startswith("---\n"):
         end = text.index("\n---\n", 4)
-        front, body = text[4:end], text[end + 5:]
+        front, body = text[4:end], text[end + 5 :]
     body = re.sub(r"^(#+) ", lambda m: "#" * min(len(m[1]) + 2, 6) + " ", body, flags=re.MULTILINE)
     return (f"```yaml\n{front}\n```\n" if front else "") + body

@@ -34,15 +34,16 @@ from sail.prose import number, versus
 from sail.world import score_captions
 from sail.world.score import ELEMENT_TYPES
 
-HEADLINE = {"objects": "pair", "attributes": "object", "positions": "position", "relations": "relation",
-            "text": "text"}
+HEADLINE = {"objects": "pair", "attributes": "object", "positions": "position", "relations": "relation", "text": "text"}
 RUBRIC_COLUMNS = ("accuracy_1to5", "detail_1to5", "hallucination_yes_no", "notes")
 RUBRIC = """Rate the caption of this image on three criteria.
 accuracy (1-5): 5 = everything it says is true of the image, 1 = mostly false.
 detail (1-5): 5 = every object, its colour, size and position, the relations and all visible text are described,
 1 = almost nothing is described.
 hallucination (yes/no): yes if the caption mentions anything that is not in the image."""
-JUDGE_PROMPT = RUBRIC + """
+JUDGE_PROMPT = (
+    RUBRIC
+    + """
 
 Caption: "{caption}"
 
@@ -50,9 +51,11 @@ Answer in exactly this form:
 accuracy: <1-5>
 detail: <1-5>
 hallucination: <yes|no>"""
+)
 
 
 # --- exact scores against the records -------------------------------------------------------
+
 
 def caption_quality(captions_by_source: Mapping[str, Sequence[str]], records: Sequence[dict]) -> pd.DataFrame:
     """One row per source: `<type>_precision/_recall/_f1` for every element type, `hallucination_rate`, `n`.
@@ -80,8 +83,12 @@ def headline_table(quality: pd.DataFrame, metric: str = "f1") -> pd.DataFrame:
 def quality_long(quality: pd.DataFrame) -> pd.DataFrame:
     """Long form: source, element (headline name or scorer type), metric (precision/recall/f1), value."""
     names = {kind: name for name, kind in HEADLINE.items()}
-    rows = [{"source": source, "element": names.get(kind, kind), "metric": metric, "value": row[f"{kind}_{metric}"]}
-            for source, row in quality.iterrows() for kind in ELEMENT_TYPES for metric in ("precision", "recall", "f1")]
+    rows = [
+        {"source": source, "element": names.get(kind, kind), "metric": metric, "value": row[f"{kind}_{metric}"]}
+        for source, row in quality.iterrows()
+        for kind in ELEMENT_TYPES
+        for metric in ("precision", "recall", "f1")
+    ]
     return pd.DataFrame(rows)
 
 
@@ -93,8 +100,14 @@ def quality_plot(quality: pd.DataFrame, metric: str = "f1", *, elements: Sequenc
     """
     long = quality_long(quality)
     frame = long[(long["metric"] == metric) & long["element"].isin(elements)]
-    extra = pd.DataFrame({"source": quality.index, "element": "hallucination rate", "metric": metric,
-                          "value": quality["hallucination_rate"].to_numpy()})
+    extra = pd.DataFrame(
+        {
+            "source": quality.index,
+            "element": "hallucination rate",
+            "metric": metric,
+            "value": quality["hallucination_rate"].to_numpy(),
+        }
+    )
     frame = pd.concat([frame, extra], ignore_index=True)
     if ax is None:
         _, ax = plt.subplots(figsize=(1.4 * (len(elements) + 1) + 3, 3.4))
@@ -102,8 +115,9 @@ def quality_plot(quality: pd.DataFrame, metric: str = "f1", *, elements: Sequenc
     name = {"f1": "F1", "precision": "precision", "recall": "recall"}.get(metric, metric)
     ax.axvline(len(elements) - 0.5, color="0.4", linestyle="--", linewidth=1)
     ax.set_ylim(0, 1.05)
-    ax.set_ylabel(f"{name} against the record (higher is better)\nlast group: hallucination rate (lower is better)",
-                  fontsize=8)
+    ax.set_ylabel(
+        f"{name} against the record (higher is better)\nlast group: hallucination rate (lower is better)", fontsize=8
+    )
     ax.set_xlabel("element type")
     images = int(quality["n"].iloc[0]) if "n" in quality and len(quality) else None
     on = f" on {images} held-out images" if images else ""
@@ -124,19 +138,24 @@ def shortfall_text(headline: pd.DataFrame, source: str, reference: str = "teache
     """Where `source` falls short, written from the headline table: its weakest element types by
     F1, each against `reference`'s, and its hallucination rate against `reference`'s."""
     weakest = weakest_elements(headline, source, reference, k)
-    parts = [versus(f"{element} F1", values[source], values[reference], f"the {reference}")
-             for element, values in weakest.iterrows()]
+    parts = [
+        versus(f"{element} F1", values[source], values[reference], f"the {reference}")
+        for element, values in weakest.iterrows()
+    ]
     text = f"The weakest element types of the {source}: " + "; ".join(parts) + "."
     if "relations" in weakest.index and headline.loc[reference, "relations"] < 1:
-        text += (f" (The {reference}'s own relation F1 is {number(headline.loc[reference, 'relations'])}: it names at "
-                 "most two relations per caption, so its relation recall is below 1 by design.)")
+        text += (
+            f" (The {reference}'s own relation F1 is {number(headline.loc[reference, 'relations'])}: it names at "
+            "most two relations per caption, so its relation recall is below 1 by design.)"
+        )
     rate = headline["hallucination_rate"]
     text += " " + versus("Its hallucination rate", rate[source], rate[reference], f"the {reference}") + "."
     return text
 
 
-def caption_examples(captions_by_source: Mapping[str, Sequence[str]], n: int = 4,
-                     ids: Sequence[str] | None = None) -> str:
+def caption_examples(
+    captions_by_source: Mapping[str, Sequence[str]], n: int = 4, ids: Sequence[str] | None = None
+) -> str:
     """A markdown table of the first `n` captions of every source, in full (one row per image)."""
     sources = list(captions_by_source)
     n = min(n, *(len(c) for c in captions_by_source.values())) if sources else 0
@@ -155,6 +174,7 @@ def caption_examples(captions_by_source: Mapping[str, Sequence[str]], n: int = 4
 
 # --- human evaluation -----------------------------------------------------------------------
 
+
 def _image_path(images_dir: Path, image_id: str) -> Path:
     matches = sorted(images_dir.glob(f"{glob_escape(image_id)}.*"))
     if not matches:
@@ -166,8 +186,15 @@ def glob_escape(text: str) -> str:
     return re.sub(r"([*?\[])", r"[\1]", text)
 
 
-def human_eval_sheet(path: str | os.PathLike, images_dir: str | os.PathLike, ids: Sequence[str],
-                     captions_by_source: Mapping[str, Sequence[str]], *, blind: bool = False, seed: int = 0) -> pd.DataFrame:
+def human_eval_sheet(
+    path: str | os.PathLike,
+    images_dir: str | os.PathLike,
+    ids: Sequence[str],
+    captions_by_source: Mapping[str, Sequence[str]],
+    *,
+    blind: bool = False,
+    seed: int = 0,
+) -> pd.DataFrame:
     """Write a CSV for human raters: one row per (image, source), rubric columns left blank.
 
     Columns: item, image_path (the file `<images_dir>/<id>.<ext>`), source, caption, then
@@ -180,13 +207,22 @@ def human_eval_sheet(path: str | os.PathLike, images_dir: str | os.PathLike, ids
         if len(captions) != len(ids):
             raise ValueError(f"source {source!r}: {len(captions)} captions for {len(ids)} ids")
     codes = {source: f"S{i + 1}" for i, source in enumerate(captions_by_source)}
-    rows = [{"item": image_id, "image_path": str(_image_path(images_dir, image_id)),
-             "source": codes[source] if blind else source, "caption": captions[i],
-             **{column: "" for column in RUBRIC_COLUMNS}}
-            for i, image_id in enumerate(ids) for source, captions in captions_by_source.items()]
+    rows = [
+        {
+            "item": image_id,
+            "image_path": str(_image_path(images_dir, image_id)),
+            "source": codes[source] if blind else source,
+            "caption": captions[i],
+            **{column: "" for column in RUBRIC_COLUMNS},
+        }
+        for i, image_id in enumerate(ids)
+        for source, captions in captions_by_source.items()
+    ]
     if blind:
         random.Random(seed).shuffle(rows)
-        atomic_write_text(path.with_name(path.stem + ".key.json"), json.dumps({v: k for k, v in codes.items()}, indent=2))
+        atomic_write_text(
+            path.with_name(path.stem + ".key.json"), json.dumps({v: k for k, v in codes.items()}, indent=2)
+        )
     sheet = pd.DataFrame(rows, columns=["item", "image_path", "source", "caption", *RUBRIC_COLUMNS])
     atomic_write_text(path, sheet.to_csv(index=False, quoting=csv.QUOTE_NONNUMERIC))
     return sheet
@@ -210,10 +246,16 @@ def read_human_eval(path: str | os.PathLike) -> pd.DataFrame:
             raise ValueError(f"{column} outside 1-5 in row(s) {list(bad.index + 2)} of {path}")
     flags = rated["hallucination_yes_no"].map(parse_yes_no)
     if flags.isna().any():
-        raise ValueError(f"hallucination_yes_no is not yes/no in row(s) {list(rated.index[flags.isna()] + 2)} of {path}")
+        raise ValueError(
+            f"hallucination_yes_no is not yes/no in row(s) {list(rated.index[flags.isna()] + 2)} of {path}"
+        )
     rated["hallucination"] = flags.astype(float)
-    summary = rated.groupby("source").agg(accuracy=("accuracy_1to5", "mean"), detail=("detail_1to5", "mean"),
-                                          hallucination_rate=("hallucination", "mean"), n=("item", "size"))
+    summary = rated.groupby("source").agg(
+        accuracy=("accuracy_1to5", "mean"),
+        detail=("detail_1to5", "mean"),
+        hallucination_rate=("hallucination", "mean"),
+        n=("item", "size"),
+    )
     return summary
 
 
@@ -235,8 +277,9 @@ _NO_OTHER_NAME = r"(?:(?!accuracy|detail|hallucinat)[^\d\n])"
 def _score_after(name: str, text: str) -> float | None:
     """The first number after `name` on its line ("accuracy: 4", "**Accuracy** - 4/5", '"accuracy": 4',
     "accuracy score is 8 out of 10"); another scale 1..k is mapped linearly onto 1..5."""
-    match = re.search(rf"{name}{_NO_OTHER_NAME}{{0,25}}?(\d+(?:\.\d+)?)(?:\s*(?:/|out of)\s*(\d+))?", text,
-                      re.IGNORECASE)
+    match = re.search(
+        rf"{name}{_NO_OTHER_NAME}{{0,25}}?(\d+(?:\.\d+)?)(?:\s*(?:/|out of)\s*(\d+))?", text, re.IGNORECASE
+    )
     if not match:
         return None
     value, scale = float(match[1]), float(match[2]) if match[2] else 5.0
@@ -251,13 +294,16 @@ def parse_judgement(text: str) -> dict:
     accuracy, detail = _score_after("accuracy", text), _score_after("detail", text)
     match = re.search(r"hallucinat\w*\W{0,12}?(yes|no|true|false|none)\b", text, re.IGNORECASE)
     hallucination = parse_yes_no(match[1]) if match else None
-    return {"accuracy": float("nan") if accuracy is None else accuracy,
-            "detail": float("nan") if detail is None else detail,
-            "hallucination": hallucination}
+    return {
+        "accuracy": float("nan") if accuracy is None else accuracy,
+        "detail": float("nan") if detail is None else detail,
+        "hallucination": hallucination,
+    }
 
 
-def judge(teacher, items: Sequence, captions_by_source: Mapping[str, Sequence[str]], *,
-          prompt: str = JUDGE_PROMPT) -> pd.DataFrame:
+def judge(
+    teacher, items: Sequence, captions_by_source: Mapping[str, Sequence[str]], *, prompt: str = JUDGE_PROMPT
+) -> pd.DataFrame:
     """Ask a chat teacher (anything with `ask(prompt, image)`) to rate each caption on the rubric.
 
     `items` are `sail.caption.teachers.CaptionItem`s (an id and an image) aligned with every
@@ -279,15 +325,33 @@ def judge(teacher, items: Sequence, captions_by_source: Mapping[str, Sequence[st
 
 def judge_summary(judgements: pd.DataFrame) -> pd.DataFrame:
     """Mean accuracy and detail, hallucination rate and parse failures, per source."""
-    frame = judgements.assign(hallucination=judgements["hallucination"].map(
-        lambda h: float("nan") if h is None else float(h)))
-    return frame.groupby("source").agg(accuracy=("accuracy", "mean"), detail=("detail", "mean"),
-                                       hallucination_rate=("hallucination", "mean"),
-                                       unparsed=("accuracy", lambda s: int(s.isna().sum())), n=("item", "size"))
+    frame = judgements.assign(
+        hallucination=judgements["hallucination"].map(lambda h: float("nan") if h is None else float(h))
+    )
+    return frame.groupby("source").agg(
+        accuracy=("accuracy", "mean"),
+        detail=("detail", "mean"),
+        hallucination_rate=("hallucination", "mean"),
+        unparsed=("accuracy", lambda s: int(s.isna().sum())),
+        n=("item", "size"),
+    )
 
 
 __all__ = [
-    "HEADLINE", "JUDGE_PROMPT", "RUBRIC", "RUBRIC_COLUMNS", "caption_examples", "caption_quality", "headline_table",
-    "human_eval_sheet", "judge", "judge_summary", "parse_judgement", "quality_long", "quality_plot", "read_human_eval",
-    "shortfall_text", "weakest_elements",
+    "HEADLINE",
+    "JUDGE_PROMPT",
+    "RUBRIC",
+    "RUBRIC_COLUMNS",
+    "caption_examples",
+    "caption_quality",
+    "headline_table",
+    "human_eval_sheet",
+    "judge",
+    "judge_summary",
+    "parse_judgement",
+    "quality_long",
+    "quality_plot",
+    "read_human_eval",
+    "shortfall_text",
+    "weakest_elements",
 ]

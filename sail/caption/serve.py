@@ -51,13 +51,30 @@ def free_port(host: str = "127.0.0.1") -> int:
         return sock.getsockname()[1]
 
 
-def start_server(model_dir: str | os.PathLike, *, host: str = "127.0.0.1", port: int | None = None,
-                 log_path: str | os.PathLike | None = None, extra_args: tuple[str, ...] = ()) -> tuple[subprocess.Popen, str]:
+def start_server(
+    model_dir: str | os.PathLike,
+    *,
+    host: str = "127.0.0.1",
+    port: int | None = None,
+    log_path: str | os.PathLike | None = None,
+    extra_args: tuple[str, ...] = (),
+) -> tuple[subprocess.Popen, str]:
     """Launch the server in a subprocess (its own process group); returns (process, base_url ending in /v1)."""
     port = port or free_port(host)
     log = open(log_path, "wb") if log_path else subprocess.DEVNULL  # noqa: SIM115 - the child owns it
-    command = [sys.executable, "-m", "sail.caption.serve", str(Path(model_dir)), "--host", host, "--port", str(port),
-               "--device", "cpu", *extra_args]
+    command = [
+        sys.executable,
+        "-m",
+        "sail.caption.serve",
+        str(Path(model_dir)),
+        "--host",
+        host,
+        "--port",
+        str(port),
+        "--device",
+        "cpu",
+        *extra_args,
+    ]
     process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     if log_path:
         log.close()

@@ -37,7 +37,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from pathlib import Path
 from typing import Any
@@ -51,11 +51,14 @@ from sail.world.score import CELL, NOUN_PHRASE, QUOTED
 
 log = logging.getLogger(__name__)
 
-RECAPTION_PROMPT = ("Describe the image in detail. Its web alt-text, which may be incomplete or wrong, reads: "
-                    '"{alt_text}". Keep what the image confirms and correct the rest.')
+RECAPTION_PROMPT = (
+    "Describe the image in detail. Its web alt-text, which may be incomplete or wrong, reads: "
+    '"{alt_text}". Keep what the image confirms and correct the rest.'
+)
 
 
 # --- items ------------------------------------------------------------------------------
+
 
 @dataclass
 class CaptionItem:
@@ -87,8 +90,10 @@ def world_items(records: Sequence[dict], alt_texts: Sequence[str] | None = None)
         raise ValueError(f"{len(alt_texts)} alt-texts for {len(records)} records")
     if any(r.get("id") is None for r in records):
         raise ValueError("every record needs an id (records from sample_records have one); ids key the caption cache")
-    return [CaptionItem(id=str(r["id"]), record=r, alt_text=None if alt_texts is None else alt_texts[i])
-            for i, r in enumerate(records)]
+    return [
+        CaptionItem(id=str(r["id"]), record=r, alt_text=None if alt_texts is None else alt_texts[i])
+        for i, r in enumerate(records)
+    ]
 
 
 def image_data_url(image: Image.Image) -> str:
@@ -99,6 +104,7 @@ def image_data_url(image: Image.Image) -> str:
 
 
 # --- cost and budget --------------------------------------------------------------------
+
 
 class BudgetExceeded(RuntimeError):
     """A teacher was asked for more captions (or dollars) than its budget allows; nothing was spent."""
@@ -115,8 +121,9 @@ def cost_at_scale(n_images: int, cost_per_caption: float) -> float:
     return float(n_images) * float(cost_per_caption)
 
 
-def chat_cost_per_caption(input_tokens: float, output_tokens: float, usd_per_m_input: float,
-                          usd_per_m_output: float) -> float:
+def chat_cost_per_caption(
+    input_tokens: float, output_tokens: float, usd_per_m_input: float, usd_per_m_output: float
+) -> float:
     """Price of one chat request from its token counts and the per-million-token prices."""
     return input_tokens * usd_per_m_input / 1e6 + output_tokens * usd_per_m_output / 1e6
 
@@ -162,12 +169,14 @@ class Teacher(ABC):
         if budget.max_captions is not None and spent.captions + n_new > budget.max_captions:
             raise BudgetExceeded(
                 f"{self.name}: {n_new} new captions + {spent.captions} already spent = {spent.captions + n_new} "
-                f"> budget of {budget.max_captions} captions")
+                f"> budget of {budget.max_captions} captions"
+            )
         cost = n_new * self.cost_per_caption
         if budget.max_usd is not None and spent.usd + cost > budget.max_usd + 1e-12:
             raise BudgetExceeded(
                 f"{self.name}: {n_new} new captions x ${self.cost_per_caption:g} = ${cost:,.4f}, + ${spent.usd:,.4f} "
-                f"already spent = ${spent.usd + cost:,.4f} > budget of ${budget.max_usd:,.4f}")
+                f"already spent = ${spent.usd + cost:,.4f} > budget of ${budget.max_usd:,.4f}"
+            )
 
     def _charge(self, n: int = 1, *, caption: bool = True) -> None:
         """Spend the price of `n` replies; `caption=False` for billed replies that gave no caption."""
@@ -190,6 +199,7 @@ class Teacher(ABC):
 
 
 # --- the world teacher ------------------------------------------------------------------
+
 
 def alt_text_focus(alt_text: str | None, record: dict) -> str | None:
     """The first thing the alt-text names that the image really shows, as a phrase to find in a caption.
@@ -249,8 +259,15 @@ class WorldTeacher(Teacher):
     batch order.
     """
 
-    def __init__(self, grounded: bool = False, *, seed: int = 0, variety: float = TEACHER_VARIETY,
-                 cost_per_caption: float = 0.0, budget: Budget | None = None):
+    def __init__(
+        self,
+        grounded: bool = False,
+        *,
+        seed: int = 0,
+        variety: float = TEACHER_VARIETY,
+        cost_per_caption: float = 0.0,
+        budget: Budget | None = None,
+    ):
         super().__init__(cost_per_caption=cost_per_caption, budget=budget)
         self.grounded, self.seed, self.variety = grounded, seed, variety
         self.name = "world-recaption" if grounded else "world"
@@ -274,11 +291,14 @@ class WorldTeacher(Teacher):
         return captions
 
     def __repr__(self) -> str:
-        return (f"WorldTeacher(grounded={self.grounded}, seed={self.seed}, cost_per_caption={self.cost_per_caption}, "
-                f"budget={self.budget})")
+        return (
+            f"WorldTeacher(grounded={self.grounded}, seed={self.seed}, cost_per_caption={self.cost_per_caption}, "
+            f"budget={self.budget})"
+        )
 
 
 # --- the OpenAI-compatible chat teacher -------------------------------------------------
+
 
 class CaptionRequestError(RuntimeError):
     """A chat request gave no usable reply: an HTTP error, a connection failure after all retries, a
@@ -310,8 +330,8 @@ def _retry_after(error: Exception) -> float | None:
             when = parsedate_to_datetime(value)
         except (TypeError, ValueError):
             return None
-        when = when if when.tzinfo else when.replace(tzinfo=timezone.utc)  # HTTP dates are GMT
-        seconds = (when - datetime.now(timezone.utc)).total_seconds()
+        when = when if when.tzinfo else when.replace(tzinfo=UTC)  # HTTP dates are GMT
+        seconds = (when - datetime.now(UTC)).total_seconds()
     return seconds if seconds > 0 else 0.0  # a date in the past (or NaN): retry now
 
 
@@ -435,12 +455,27 @@ class OpenAIChatTeacher(Teacher):
 
     name = "openai-chat"
 
-    def __init__(self, base_url: str, model: str, *, api_key_env: str | None = "OPENAI_API_KEY",
-                 prompt: str = CAPTION_PROMPT, recaption_prompt: str = RECAPTION_PROMPT, use_alt_text: bool = False,
-                 max_concurrency: int = 4, max_retries: int = 5, backoff: float = 1.0, max_backoff: float = 60.0,
-                 timeout: float = 60.0, cache_path: str | os.PathLike | None = None, max_tokens: int = 512,
-                 temperature: float = 0.0, cost_per_caption: float = 0.0, budget: Budget | None = None,
-                 sleep: Callable[[float], None] = time.sleep):
+    def __init__(
+        self,
+        base_url: str,
+        model: str,
+        *,
+        api_key_env: str | None = "OPENAI_API_KEY",
+        prompt: str = CAPTION_PROMPT,
+        recaption_prompt: str = RECAPTION_PROMPT,
+        use_alt_text: bool = False,
+        max_concurrency: int = 4,
+        max_retries: int = 5,
+        backoff: float = 1.0,
+        max_backoff: float = 60.0,
+        timeout: float = 60.0,
+        cache_path: str | os.PathLike | None = None,
+        max_tokens: int = 512,
+        temperature: float = 0.0,
+        cost_per_caption: float = 0.0,
+        budget: Budget | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+    ):
         super().__init__(cost_per_caption=cost_per_caption, budget=budget)
         import openai
 
@@ -451,11 +486,18 @@ class OpenAIChatTeacher(Teacher):
         else:
             key = os.environ.get(api_key_env)
             if not key:
-                raise KeyError(f"environment variable {api_key_env} is not set; export the API key there "
-                               "(or pass api_key_env=None for a local server without authentication)")
+                raise KeyError(
+                    f"environment variable {api_key_env} is not set; export the API key there "
+                    "(or pass api_key_env=None for a local server without authentication)"
+                )
         self.base_url, self.model, self.api_key_env = base_url, model, api_key_env
         self.prompt, self.recaption_prompt, self.use_alt_text = prompt, recaption_prompt, use_alt_text
-        self.max_concurrency, self.max_retries, self.backoff, self.max_backoff = max_concurrency, max_retries, backoff, max_backoff
+        self.max_concurrency, self.max_retries, self.backoff, self.max_backoff = (
+            max_concurrency,
+            max_retries,
+            backoff,
+            max_backoff,
+        )
         self.timeout, self.max_tokens, self.temperature, self._sleep = timeout, max_tokens, temperature, sleep
         # Retries are ours (counted, logged, same policy everywhere), so the client's own are off.
         self._client = openai.OpenAI(base_url=base_url, api_key=key, timeout=timeout, max_retries=0)
@@ -469,10 +511,12 @@ class OpenAIChatTeacher(Teacher):
         self.spent.usd = len(self._cached) * self.cost_per_caption
 
     def __repr__(self) -> str:
-        return (f"OpenAIChatTeacher(base_url={self.base_url!r}, model={self.model!r}, api_key_env={self.api_key_env!r}, "
-                f"max_concurrency={self.max_concurrency}, max_retries={self.max_retries}, "
-                f"cache_path={str(self.cache.path) if self.cache else None!r}, cost_per_caption={self.cost_per_caption}, "
-                f"budget={self.budget})")
+        return (
+            f"OpenAIChatTeacher(base_url={self.base_url!r}, model={self.model!r}, api_key_env={self.api_key_env!r}, "
+            f"max_concurrency={self.max_concurrency}, max_retries={self.max_retries}, "
+            f"cache_path={str(self.cache.path) if self.cache else None!r}, cost_per_caption={self.cost_per_caption}, "
+            f"budget={self.budget})"
+        )
 
     __str__ = __repr__
 
@@ -505,7 +549,8 @@ class OpenAIChatTeacher(Teacher):
             self.stats.add(attempts=1)
             try:
                 raw = self._client.chat.completions.with_raw_response.create(
-                    model=self.model, messages=messages, max_tokens=self.max_tokens, temperature=self.temperature)
+                    model=self.model, messages=messages, max_tokens=self.max_tokens, temperature=self.temperature
+                )
             except openai.APIError as error:
                 cause = f"{type(error).__name__}: {str(error)[:300]}"
                 if not _retryable(error):
@@ -513,9 +558,16 @@ class OpenAIChatTeacher(Teacher):
                 if attempt == self.max_retries:
                     raise self._error(item_id, f"{cause} (gave up after {attempt + 1} attempts)") from error
                 asked = _retry_after(error)
-                wait = min(self.backoff * 2 ** attempt if asked is None else asked, self.max_backoff)
-                log.warning("%s: %s, retry %d/%d in %.2f s%s", self.name, type(error).__name__, attempt + 1,
-                            self.max_retries, wait, "" if asked is None else " (Retry-After)")
+                wait = min(self.backoff * 2**attempt if asked is None else asked, self.max_backoff)
+                log.warning(
+                    "%s: %s, retry %d/%d in %.2f s%s",
+                    self.name,
+                    type(error).__name__,
+                    attempt + 1,
+                    self.max_retries,
+                    wait,
+                    "" if asked is None else " (Retry-After)",
+                )
                 self.stats.add(retries=1)
                 self._sleep(wait)
                 continue
@@ -533,8 +585,11 @@ class OpenAIChatTeacher(Teacher):
         try:
             body = response.json()
         except ValueError as error:
-            raise self._error(item_id, f"reply is not JSON (content-type {response.headers.get('content-type')!r}); "
-                                       "is base_url the server's /v1 root?") from error
+            raise self._error(
+                item_id,
+                f"reply is not JSON (content-type {response.headers.get('content-type')!r}); "
+                "is base_url the server's /v1 root?",
+            ) from error
         choices = body.get("choices") if isinstance(body, dict) else None
         if not isinstance(choices, list) or not choices:
             shape = "choices: []" if choices == [] else "not a chat completion"
@@ -543,8 +598,11 @@ class OpenAIChatTeacher(Teacher):
         if not isinstance(message, dict) or not isinstance(message.get("content"), (str, type(None))):
             raise self._error(item_id, "reply's first choice has no message with text content")
         usage = body.get("usage")
-        tokens = ({key: usage.get(key) or 0 for key in ("prompt_tokens", "completion_tokens")}
-                  if isinstance(usage, dict) else None)
+        tokens = (
+            {key: usage.get(key) or 0 for key in ("prompt_tokens", "completion_tokens")}
+            if isinstance(usage, dict)
+            else None
+        )
         return ChatReply(message.get("content"), choices[0].get("finish_reason"), tokens)
 
     def ask(self, prompt: str, image: Image.Image | None = None) -> str:
@@ -587,10 +645,15 @@ class OpenAIChatTeacher(Teacher):
                     failures.append((item_id, error))
         if failures:
             item_id, error = failures[0]
-            first = error if isinstance(error, CaptionRequestError) else self._error(
-                item_id, f"{type(error).__name__}: {error}")  # not a request failure: an unreadable image, ...
-            raise CaptionRequestError(f"{len(failures)} of {len(todo)} requests failed (first: {first}); "
-                                      "the others are cached, rerun to resume") from error
+            first = (
+                error
+                if isinstance(error, CaptionRequestError)
+                else self._error(item_id, f"{type(error).__name__}: {error}")
+            )  # not a request failure: an unreadable image, ...
+            raise CaptionRequestError(
+                f"{len(failures)} of {len(todo)} requests failed (first: {first}); "
+                "the others are cached, rerun to resume"
+            ) from error
         return [self._cached[item.id]["caption"] for item in items]
 
     def cached_entries(self) -> dict[str, dict]:
@@ -614,8 +677,24 @@ def teacher_captions(teacher: Teacher, items: Iterable[CaptionItem]) -> dict[str
 
 
 __all__ = [
-    "CAPTION_PROMPT", "RECAPTION_PROMPT", "Budget", "BudgetExceeded", "CaptionItem", "CaptionRequestError", "ChatReply",
-    "JsonlCache", "OpenAIChatTeacher", "RequestStats", "Teacher", "WorldTeacher", "alt_text_focus",
-    "chat_cost_per_caption", "cost_at_scale", "ground_on_alt_text", "image_data_url", "teacher_captions",
-    "user_message", "world_items",
+    "CAPTION_PROMPT",
+    "RECAPTION_PROMPT",
+    "Budget",
+    "BudgetExceeded",
+    "CaptionItem",
+    "CaptionRequestError",
+    "ChatReply",
+    "JsonlCache",
+    "OpenAIChatTeacher",
+    "RequestStats",
+    "Teacher",
+    "WorldTeacher",
+    "alt_text_focus",
+    "chat_cost_per_caption",
+    "cost_at_scale",
+    "ground_on_alt_text",
+    "image_data_url",
+    "teacher_captions",
+    "user_message",
+    "world_items",
 ]

@@ -28,21 +28,22 @@ def simple_features(image: Image.Image, bins: int = 4, thumb: int = 8) -> np.nda
     """Joint RGB histogram (bins**3, normalised) + a thumb x thumb greyscale thumbnail in [0, 1]."""
     pixels = np.asarray(image.convert("RGB")).reshape(-1, 3) // (256 // bins)
     codes = pixels[:, 0] * bins * bins + pixels[:, 1] * bins + pixels[:, 2]
-    histogram = np.bincount(codes, minlength=bins ** 3).astype(np.float32)
+    histogram = np.bincount(codes, minlength=bins**3).astype(np.float32)
     histogram /= max(histogram.sum(), 1.0)
     grey = np.asarray(image.convert("L").resize((thumb, thumb), Image.BILINEAR), np.float32) / 255.0
     return np.concatenate([histogram, grey.ravel()])
 
 
-def image_features(items: Sequence[Item], embed: Callable[[list[Image.Image]], np.ndarray] | None = None,
-                   batch_size: int = 64) -> np.ndarray:
+def image_features(
+    items: Sequence[Item], embed: Callable[[list[Image.Image]], np.ndarray] | None = None, batch_size: int = 64
+) -> np.ndarray:
     """One feature row per item.  `embed` maps a batch of RGB images to an (n, d) array.
 
     An item that no longer decodes gets a row of zeros (run the funnel first to avoid that).
     """
     rows: list[np.ndarray] = []
     for start in range(0, len(items), batch_size):
-        batch = [load_rgb(item) for item in items[start:start + batch_size]]
+        batch = [load_rgb(item) for item in items[start : start + batch_size]]
         if embed is None:
             rows += [simple_features(image) if image is not None else None for image in batch]
         else:
@@ -107,8 +108,9 @@ def category_of(item: Item) -> str:
     return str(item.extra.get("category", "unknown"))
 
 
-def distribution(pool: Sequence[Item], subset: Sequence[Item],
-                 by: dict[str, Callable[[Item], str]] | None = None) -> dict[str, pd.DataFrame]:
+def distribution(
+    pool: Sequence[Item], subset: Sequence[Item], by: dict[str, Callable[[Item], str]] | None = None
+) -> dict[str, pd.DataFrame]:
     """Per grouping (default: source and category) a frame of value, set (pool/subset), count, share."""
     by = by or {"source": lambda item: item.source, "category": category_of}
     frames = {}
@@ -118,8 +120,9 @@ def distribution(pool: Sequence[Item], subset: Sequence[Item],
             counts = pd.Series([key(item) for item in group], dtype=object).value_counts()
             for value, count in counts.items():
                 rows.append({name: value, "set": label, "count": int(count), "share": count / max(len(group), 1)})
-        frames[name] = pd.DataFrame(rows, columns=[name, "set", "count", "share"]).sort_values([name, "set"],
-                                                                                               ignore_index=True)
+        frames[name] = pd.DataFrame(rows, columns=[name, "set", "count", "share"]).sort_values(
+            [name, "set"], ignore_index=True
+        )
     return frames
 
 

@@ -15,8 +15,15 @@ import yaml
 
 from sail.manifest import atomic_write_json, atomic_write_text
 
-SIZE_BINS = ((1_000, "n<1K"), (10_000, "1K<n<10K"), (100_000, "10K<n<100K"), (1_000_000, "100K<n<1M"),
-             (10_000_000, "1M<n<10M"), (100_000_000, "10M<n<100M"), (1_000_000_000, "100M<n<1B"))
+SIZE_BINS = (
+    (1_000, "n<1K"),
+    (10_000, "1K<n<10K"),
+    (100_000, "10K<n<100K"),
+    (1_000_000, "100K<n<1M"),
+    (10_000_000, "1M<n<10M"),
+    (100_000_000, "10M<n<100M"),
+    (1_000_000_000, "100M<n<1B"),
+)
 REQUIRED = ("pretty_name", "license", "task_categories", "source_datasets", "n_items")
 
 
@@ -27,10 +34,14 @@ def size_category(n: int) -> str:
 
 def funnel_fields(result, defects: list[dict] | None = None) -> dict[str, Any]:
     """The `curation` field of a card from a `FunnelResult` (and the injected ground truth, if any)."""
-    fields: dict[str, Any] = {"funnel": result.counts().to_dict("records"),
-                              "reasons": result.reasons().to_dict("records"),
-                              "thresholds": result.config.as_dict(), "input": result.total, "kept": len(result.kept),
-                              "converted_modes": result.summary()["converted_modes"]}
+    fields: dict[str, Any] = {
+        "funnel": result.counts().to_dict("records"),
+        "reasons": result.reasons().to_dict("records"),
+        "thresholds": result.config.as_dict(),
+        "input": result.total,
+        "kept": len(result.kept),
+        "converted_modes": result.summary()["converted_modes"],
+    }
     if defects is not None:
         recall = result.recall_against(defects)
         fields["recall"] = recall[["kind", "injected", "caught", "recall"]].to_dict("records")
@@ -74,10 +85,13 @@ def write_data_card(root: str | os.PathLike, name: str, fields: dict[str, Any]) 
     missing = [key for key in REQUIRED if key not in fields]
     if missing:
         raise ValueError(f"data card {name!r} lacks fields: {', '.join(missing)}")
-    front = {"pretty_name": fields["pretty_name"], "license": fields["license"],
-             "task_categories": list(fields["task_categories"]),
-             "size_categories": [size_category(int(fields["n_items"]))],
-             "source_datasets": list(fields["source_datasets"])}
+    front = {
+        "pretty_name": fields["pretty_name"],
+        "license": fields["license"],
+        "task_categories": list(fields["task_categories"]),
+        "size_categories": [size_category(int(fields["n_items"]))],
+        "source_datasets": list(fields["source_datasets"]),
+    }
     for key in ("language", "tags"):
         if key in fields:
             front[key] = fields[key]
@@ -85,24 +99,38 @@ def write_data_card(root: str | os.PathLike, name: str, fields: dict[str, Any]) 
     composition = fields.get("composition") or {}
     sources = composition.get("sources") or {}
     curation = fields.get("curation") or {}
-    parts = ["---\n" + yaml.safe_dump(front, sort_keys=False) + "---\n", f"# {fields['pretty_name']}\n",
-             "## Motivation\n", _text(fields.get("motivation")),
-             "## Composition\n", f"Items: {fields['n_items']}\n\n",
-             _table([{"source": k, "items": v} for k, v in sources.items()]) if sources else "",
-             _text(composition.get("notes")) if composition.get("notes") else "",
-             "## Collection & curation\n"]
+    parts = [
+        "---\n" + yaml.safe_dump(front, sort_keys=False) + "---\n",
+        f"# {fields['pretty_name']}\n",
+        "## Motivation\n",
+        _text(fields.get("motivation")),
+        "## Composition\n",
+        f"Items: {fields['n_items']}\n\n",
+        _table([{"source": k, "items": v} for k, v in sources.items()]) if sources else "",
+        _text(composition.get("notes")) if composition.get("notes") else "",
+        "## Collection & curation\n",
+    ]
     if curation:
-        parts += [f"Input items: {curation.get('input')}; kept: {curation.get('kept')}.\n\n",
-                  "### Funnel\n", _table(curation.get("funnel", [])),
-                  "### Drop reasons\n", _table(curation.get("reasons", [])),
-                  "### Thresholds\n", _table([{"threshold": k, "value": v}
-                                              for k, v in curation.get("thresholds", {}).items()])]
+        parts += [
+            f"Input items: {curation.get('input')}; kept: {curation.get('kept')}.\n\n",
+            "### Funnel\n",
+            _table(curation.get("funnel", [])),
+            "### Drop reasons\n",
+            _table(curation.get("reasons", [])),
+            "### Thresholds\n",
+            _table([{"threshold": k, "value": v} for k, v in curation.get("thresholds", {}).items()]),
+        ]
         if curation.get("converted_modes"):
-            parts += ["### Modes converted to RGB\n",
-                      _table([{"mode": k, "items": v} for k, v in curation["converted_modes"].items()])]
+            parts += [
+                "### Modes converted to RGB\n",
+                _table([{"mode": k, "items": v} for k, v in curation["converted_modes"].items()]),
+            ]
         if "recall" in curation:
-            parts += ["### Recall of injected defects\n", _table(curation["recall"]),
-                      f"\nClean items dropped (false drops): {curation.get('false_drops')}\n"]
+            parts += [
+                "### Recall of injected defects\n",
+                _table(curation["recall"]),
+                f"\nClean items dropped (false drops): {curation.get('false_drops')}\n",
+            ]
     if fields.get("collection"):
         parts.append(_text(fields["collection"]))
     if fields.get("extra"):

@@ -63,7 +63,8 @@ STEPS = ("read", "decode", "resolution", "aspect", "alt_text", "exact_dup", "nea
 JUNK_WORDS = frozenset(
     "free download hd wallpaper wallpapers png jpg jpeg gif webp royalty transparent background 4k 8k high "
     "quality best ideas image images photo photos picture pic untitled img dsc stock vector icon clipart "
-    "click here view more sale new the a an of and with".split())
+    "click here view more sale new the a an of and with".split()
+)
 FILE_NAME = re.compile(r"^\s*[\w\-. ]*\.(jpe?g|png|gif|webp|bmp|tiff?)\s*$", re.IGNORECASE)
 
 
@@ -98,6 +99,7 @@ class StepCount:
 
 
 # --- decoding ----------------------------------------------------------------------------------
+
 
 def _to_rgb(image: Image.Image) -> tuple[Image.Image | None, str | None]:
     """(RGB image, None) or (None, reason).  See the module docstring for the policy."""
@@ -175,6 +177,7 @@ def _read_bytes(item: Item) -> tuple[bytes | None, str | None]:
 
 # --- alt-text ----------------------------------------------------------------------------------
 
+
 def alt_text_reason(text: str, source: str, config: FunnelConfig) -> str | None:
     """Why this alt-text is unusable, or None."""
     stripped = (text or "").strip()
@@ -194,6 +197,7 @@ def alt_text_reason(text: str, source: str, config: FunnelConfig) -> str | None:
 
 # --- near-duplicate index ----------------------------------------------------------------------
 
+
 class HashIndex:
     """Kept perceptual hashes with an exact Hamming-radius query (pigeonhole bands)."""
 
@@ -207,8 +211,9 @@ class HashIndex:
 
     def query(self, bits: np.ndarray) -> tuple[str, int] | None:
         """(id, distance) of the first kept hash within the threshold, else None."""
-        candidates = sorted({i for table, (a, b) in zip(self.tables, self.bands)
-                             for i in table.get(bits[a:b].tobytes(), ())})
+        candidates = sorted(
+            {i for table, (a, b) in zip(self.tables, self.bands) for i in table.get(bits[a:b].tobytes(), ())}
+        )
         for index in candidates:
             distance = int(np.count_nonzero(self.hashes[index] != bits))
             if distance <= self.threshold:
@@ -225,6 +230,7 @@ class HashIndex:
 
 # --- the funnel --------------------------------------------------------------------------------
 
+
 @dataclass
 class FunnelResult:
     """What the funnel kept, what each step saw and dropped, and why."""
@@ -238,21 +244,31 @@ class FunnelResult:
 
     def counts(self) -> pd.DataFrame:
         """One row per step: seen, kept, dropped."""
-        return pd.DataFrame([{"step": s.step, "seen": s.seen, "kept": s.kept, "dropped": s.dropped}
-                             for s in self.steps])
+        return pd.DataFrame(
+            [{"step": s.step, "seen": s.seen, "kept": s.kept, "dropped": s.dropped} for s in self.steps]
+        )
 
     def reasons(self) -> pd.DataFrame:
         """One row per (step, reason) with the number of items dropped for it."""
-        rows = [{"step": s.step, "reason": reason, "dropped": n}
-                for s in self.steps for reason, n in sorted(s.reasons.items())]
+        rows = [
+            {"step": s.step, "reason": reason, "dropped": n}
+            for s in self.steps
+            for reason, n in sorted(s.reasons.items())
+        ]
         return pd.DataFrame(rows, columns=["step", "reason", "dropped"])
 
     def summary(self) -> dict:
         """Plain numbers for manifests and data cards."""
-        return {"input": self.total, "kept": len(self.kept), "converted_modes": dict(Counter(self.converted.values())),
-                "steps": {s.step: {"seen": s.seen, "kept": s.kept, "dropped": s.dropped,
-                                   "reasons": dict(s.reasons)} for s in self.steps},
-                "thresholds": self.config.as_dict()}
+        return {
+            "input": self.total,
+            "kept": len(self.kept),
+            "converted_modes": dict(Counter(self.converted.values())),
+            "steps": {
+                s.step: {"seen": s.seen, "kept": s.kept, "dropped": s.dropped, "reasons": dict(s.reasons)}
+                for s in self.steps
+            },
+            "thresholds": self.config.as_dict(),
+        }
 
     def caught(self, defect: dict) -> tuple[bool, str | None]:
         """Whether one injected defect was handled as expected, and at which step."""
@@ -274,9 +290,17 @@ class FunnelResult:
         """Per injected defect kind: how many were injected, caught, the recall and the catching steps."""
         rows: dict[str, dict] = {}
         for defect in defects:
-            row = rows.setdefault(defect["kind"], {"kind": defect["kind"], "group": defect.get("group", ""),
-                                                   "expect": defect.get("expect", "drop"), "injected": 0,
-                                                   "caught": 0, "steps": Counter()})
+            row = rows.setdefault(
+                defect["kind"],
+                {
+                    "kind": defect["kind"],
+                    "group": defect.get("group", ""),
+                    "expect": defect.get("expect", "drop"),
+                    "injected": 0,
+                    "caught": 0,
+                    "steps": Counter(),
+                },
+            )
             ok, step = self.caught(defect)
             row["injected"] += 1
             row["caught"] += ok
@@ -303,16 +327,19 @@ def run_funnel(items: Iterable[Item], config: FunnelConfig | None = None) -> Fun
     converted: dict[str, str] = {}
     seen_ids: set[str] = set()
     digests: dict[str, str] = {}
-    index = HashIndex(config.phash_size ** 2, config.phash_threshold)
+    index = HashIndex(config.phash_size**2, config.phash_threshold)
     total = 0
 
     for item in items:
         total += 1
 
-        def drop(step: str, reason: str, detail: str | None = None) -> None:
+        def drop(step: str, reason: str, detail: str | None = None, item: Item = item, total: int = total) -> None:
             steps[step].reasons[reason] += 1
             dropped[item.id if item.id not in dropped else f"{item.id}#{total}"] = {
-                "step": step, "reason": reason, "detail": detail}
+                "step": step,
+                "reason": reason,
+                "detail": detail,
+            }
 
         steps["read"].seen += 1
         if item.problem:
@@ -378,8 +405,13 @@ def run_funnel(items: Iterable[Item], config: FunnelConfig | None = None) -> Fun
         index.add(item.id, bits)
         steps["near_dup"].kept += 1
 
-        item.extra.update(width=width, height=height, sha256=digest, phash=str(imagehash.ImageHash(
-            bits.reshape(config.phash_size, config.phash_size))), converted_from=converted.get(item.id))
+        item.extra.update(
+            width=width,
+            height=height,
+            sha256=digest,
+            phash=str(imagehash.ImageHash(bits.reshape(config.phash_size, config.phash_size))),
+            converted_from=converted.get(item.id),
+        )
         kept.append(item)
     return FunnelResult(kept, [steps[name] for name in STEPS], dropped, converted, config, total)
 
@@ -390,14 +422,17 @@ def plot_funnel(result: FunnelResult):
     import seaborn as sns
 
     counts = result.counts()
-    remaining = pd.DataFrame({"step": ["input"] + list(counts["step"]),
-                              "items": [result.total] + list(counts["kept"])})
+    remaining = pd.DataFrame({"step": ["input"] + list(counts["step"]), "items": [result.total] + list(counts["kept"])})
     reasons = result.reasons()
     reasons["label"] = reasons["step"] + ": " + reasons["reason"]
     figure, (left, right) = plt.subplots(1, 2, figsize=(12, 0.45 * max(len(remaining), len(reasons)) + 1.5))
     sns.barplot(remaining, y="step", x="items", ax=left, color="#4c72b0")
-    left.set(title="items remaining after each step", xlabel="items", ylabel="funnel step",
-             xlim=(0, 1.15 * max(result.total, 1)))
+    left.set(
+        title="items remaining after each step",
+        xlabel="items",
+        ylabel="funnel step",
+        xlim=(0, 1.15 * max(result.total, 1)),
+    )
     if len(reasons):  # the label names the step, so the colours need no legend
         sns.barplot(reasons, y="label", x="dropped", hue="step", dodge=False, legend=False, ax=right)
         right.set_xlim(0, 1.15 * reasons["dropped"].max())
@@ -427,9 +462,19 @@ def plot_recall(recall: pd.DataFrame):
         ax.text(item.recall, row, f" {item.caught}/{item.injected}", va="center", fontsize=8)
     ax.set_yticks(list(rows), list(recall["kind"]))
     ax.invert_yaxis()
-    ax.set(xlim=(0, 1.15), xticks=[0, 0.25, 0.5, 0.75, 1.0], xlabel="recall (handled as expected / injected)",
-           ylabel="injected defect kind", title="recall of injected defects, per kind")
-    ax.legend(handles=[Patch(color=colours[g], label=g) for g in groups], title="defect group",
-              loc="upper left", bbox_to_anchor=(1.01, 1), frameon=False)
+    ax.set(
+        xlim=(0, 1.15),
+        xticks=[0, 0.25, 0.5, 0.75, 1.0],
+        xlabel="recall (handled as expected / injected)",
+        ylabel="injected defect kind",
+        title="recall of injected defects, per kind",
+    )
+    ax.legend(
+        handles=[Patch(color=colours[g], label=g) for g in groups],
+        title="defect group",
+        loc="upper left",
+        bbox_to_anchor=(1.01, 1),
+        frameon=False,
+    )
     figure.tight_layout()
     return figure

@@ -19,8 +19,8 @@ The export layout (read back with `read_curated` or `sail.data.read_image_folder
 
 Items are skipped and counted by reason (`skipped` in the summary): an image that no longer
 decodes (after the funnel there are none), or an id whose safe name another id already took
-(only a crafted id can do that; the first keeps the file).  Every image is written through `sail.manifest.inside`, so no id can place a file
-outside `<out_dir>/images`.
+(only a crafted id can do that; the first keeps the file). Every image is written through
+`sail.manifest.inside`, so no id can place a file outside `<out_dir>/images`.
 """
 
 from __future__ import annotations
@@ -41,8 +41,9 @@ from sail.manifest import atomic_write_json, atomic_write_text, inside, safe_nam
 FORMATS = ("world", "hf", "webdataset", "folder")
 
 
-def read_items(data_format: str, path: str | os.PathLike, *, source: str | None = None,
-               allow_outside_root: bool = False) -> Iterator[Item]:
+def read_items(
+    data_format: str, path: str | os.PathLike, *, source: str | None = None, allow_outside_root: bool = False
+) -> Iterator[Item]:
     """Items from `path` in one of the real-data formats (`world` pools are image folders too).
 
     `allow_outside_root` lets image paths in the data (hf, folder) lead outside its own folder;
@@ -65,14 +66,25 @@ def alt_text_summary(items: Sequence[Item]) -> pd.DataFrame:
     for source in sorted({item.source for item in items}):
         group = [item for item in items if item.source == source]
         texts = [item.text.strip() for item in group]
-        row = {"source": source, "items": len(group), "with_alt_text": sum(bool(t) for t in texts) / len(group),
-               "mean_words": sum(len(t.split()) for t in texts) / len(group)}
-        scored = [(t, item.extra["record"]) for t, item in zip(texts, group)
-                  if t and isinstance(item.extra.get("record"), dict)]
+        row = {
+            "source": source,
+            "items": len(group),
+            "with_alt_text": sum(bool(t) for t in texts) / len(group),
+            "mean_words": sum(len(t.split()) for t in texts) / len(group),
+        }
+        scored = [
+            (t, item.extra["record"])
+            for t, item in zip(texts, group)
+            if t and isinstance(item.extra.get("record"), dict)
+        ]
         if scored:
             scores = score_captions([t for t, _ in scored], [r for _, r in scored])
-            row.update(pair_precision=scores["pair_precision"], pair_f1=scores["pair_f1"],
-                       text_f1=scores["text_f1"], hallucination_rate=scores["hallucination_rate"])
+            row.update(
+                pair_precision=scores["pair_precision"],
+                pair_f1=scores["pair_f1"],
+                text_f1=scores["text_f1"],
+                hallucination_rate=scores["hallucination_rate"],
+            )
         rows.append(row)
     return pd.DataFrame(rows).set_index("source")
 
@@ -92,9 +104,17 @@ def export_items(items: Iterable[Item], out_dir: str | os.PathLike, *, clusters:
         image.save(inside(out_dir, file), format="PNG")
         record = item.extra.get("record")
         category = category_of(item)
-        row = {"id": item.id, "file": file, "source": item.source, "alt_text": item.text,
-               "width": image.width, "height": image.height, "sha256": item.extra.get("sha256"),
-               "category": category, "converted_from": item.extra.get("converted_from")}
+        row = {
+            "id": item.id,
+            "file": file,
+            "source": item.source,
+            "alt_text": item.text,
+            "width": image.width,
+            "height": image.height,
+            "sha256": item.extra.get("sha256"),
+            "category": category,
+            "converted_from": item.extra.get("converted_from"),
+        }
         if clusters is not None:
             row["cluster"] = int(clusters[item.id])
         if isinstance(record, dict):
@@ -103,10 +123,15 @@ def export_items(items: Iterable[Item], out_dir: str | os.PathLike, *, clusters:
         sources[item.source] += 1
         categories[category] += 1
     annotations = atomic_write_text(out_dir / "annotations.jsonl", "\n".join(lines) + ("\n" if lines else ""))
-    summary = {"items": len(lines), "skipped": dict(skipped), "sources": dict(sorted(sources.items())),
-               "categories": dict(sorted(categories.items())), "annotations_sha256": sha256_file(annotations),
-               "layout": "images/<name>.png + annotations.jsonl (id, file, source, alt_text, width, height, sha256, "
-                         "category, converted_from[, cluster][, record])"}
+    summary = {
+        "items": len(lines),
+        "skipped": dict(skipped),
+        "sources": dict(sorted(sources.items())),
+        "categories": dict(sorted(categories.items())),
+        "annotations_sha256": sha256_file(annotations),
+        "layout": "images/<name>.png + annotations.jsonl (id, file, source, alt_text, width, height, sha256, "
+        "category, converted_from[, cluster][, record])",
+    }
     atomic_write_json(out_dir / "summary.json", summary)
     return summary
 

@@ -91,8 +91,16 @@ def _image_cell(value: Any, base: Path, allow_outside_root: bool) -> tuple[bytes
     return None, None, "no_image"
 
 
-def _rows_to_items(rows: Iterable[dict], image_column: str, text_column: str, id_column: str | None,
-                   source: str, base: Path, prefix: str, allow_outside_root: bool) -> Iterator[Item]:
+def _rows_to_items(
+    rows: Iterable[dict],
+    image_column: str,
+    text_column: str,
+    id_column: str | None,
+    source: str,
+    base: Path,
+    prefix: str,
+    allow_outside_root: bool,
+) -> Iterator[Item]:
     for index, row in enumerate(rows):
         item_id = str(row[id_column]) if id_column and row.get(id_column) is not None else f"{prefix}{index:08d}"
         item_source = str(row.get("source") or source)
@@ -101,13 +109,20 @@ def _rows_to_items(rows: Iterable[dict], image_column: str, text_column: str, id
             yield unreadable(item_id, problem, f"{image_column}={str(row.get(image_column))[:200]!r}", item_source)
             continue
         extra = {k: v for k, v in row.items() if k not in (image_column, text_column)}
-        yield Item(id=item_id, text=_text(row.get(text_column)), source=item_source, image=data, path=path,
-                   extra=extra)
+        yield Item(id=item_id, text=_text(row.get(text_column)), source=item_source, image=data, path=path, extra=extra)
 
 
-def read_hf(path: str | os.PathLike, *, image_column: str = "image", text_column: str = "text",
-            id_column: str | None = "id", split: str | None = None, source: str | None = None,
-            batch_size: int = 256, allow_outside_root: bool = False) -> Iterator[Item]:
+def read_hf(
+    path: str | os.PathLike,
+    *,
+    image_column: str = "image",
+    text_column: str = "text",
+    id_column: str | None = "id",
+    split: str | None = None,
+    source: str | None = None,
+    batch_size: int = 256,
+    allow_outside_root: bool = False,
+) -> Iterator[Item]:
     """Items from a `save_to_disk` directory, a parquet file, or a directory of parquet files.
 
     Images are read undecoded (`datasets.Image(decode=False)` or the parquet struct's bytes).
@@ -125,16 +140,25 @@ def read_hf(path: str | os.PathLike, *, image_column: str = "image", text_column
 
     for file in files:
         try:
-            rows = (row for batch in pq.ParquetFile(file).iter_batches(batch_size=batch_size)
-                    for row in batch.to_pylist())
-            yield from _rows_to_items(rows, image_column, text_column, id_column, source, file.parent,
-                                      f"{file.stem}-", allow_outside_root)
+            rows = (
+                row for batch in pq.ParquetFile(file).iter_batches(batch_size=batch_size) for row in batch.to_pylist()
+            )
+            yield from _rows_to_items(
+                rows, image_column, text_column, id_column, source, file.parent, f"{file.stem}-", allow_outside_root
+            )
         except (OSError, pyarrow.ArrowException) as error:
             yield unreadable(f"{file.name}#unreadable", "unreadable_file", f"{file.name}: {error}", source)
 
 
-def _read_saved(path: Path, image_column: str, text_column: str, id_column: str | None,
-                split: str | None, source: str, allow_outside_root: bool) -> Iterator[Item]:
+def _read_saved(
+    path: Path,
+    image_column: str,
+    text_column: str,
+    id_column: str | None,
+    split: str | None,
+    source: str,
+    allow_outside_root: bool,
+) -> Iterator[Item]:
     import datasets
 
     data = datasets.load_from_disk(str(path))
@@ -143,8 +167,9 @@ def _read_saved(path: Path, image_column: str, text_column: str, id_column: str 
         data = data[split]
     if isinstance(data.features.get(image_column), datasets.Image):
         data = data.cast_column(image_column, datasets.Image(decode=False))
-    yield from _rows_to_items(iter(data), image_column, text_column, id_column, source, path,
-                              f"{source}-", allow_outside_root)
+    yield from _rows_to_items(
+        iter(data), image_column, text_column, id_column, source, path, f"{source}-", allow_outside_root
+    )
 
 
 def _webdataset_key(name: str) -> tuple[str, str]:
@@ -154,8 +179,7 @@ def _webdataset_key(name: str) -> tuple[str, str]:
     return (f"{folder}/{stem}" if folder else stem), extension.lower()
 
 
-def _sample_item(key: str, members: dict[str, bytes], shard: Path, source: str,
-                 text_field: str) -> Item | None:
+def _sample_item(key: str, members: dict[str, bytes], shard: Path, source: str, text_field: str) -> Item | None:
     image_ext = next((ext for ext in members if ext in IMAGE_EXTENSIONS), None)
     if image_ext is None:
         return None
@@ -171,12 +195,12 @@ def _sample_item(key: str, members: dict[str, bytes], shard: Path, source: str,
             if not text:
                 text = _text(meta.get(text_field))
     item_id = str(extra.pop("id")) if extra.get("id") is not None else key  # `write_webdataset` keeps it there
-    return Item(id=item_id, text=text, source=str(extra.get("source") or source), image=members[image_ext],
-                extra=extra)
+    return Item(id=item_id, text=text, source=str(extra.get("source") or source), image=members[image_ext], extra=extra)
 
 
-def read_webdataset(shards: str | os.PathLike | Iterable[str | os.PathLike], *, source: str = "webdataset",
-                    text_field: str = "caption") -> Iterator[Item]:
+def read_webdataset(
+    shards: str | os.PathLike | Iterable[str | os.PathLike], *, source: str = "webdataset", text_field: str = "caption"
+) -> Iterator[Item]:
     """Items from webdataset tar shards (a folder of `*.tar`, one shard, or a list of them).
 
     Members sharing a key form one sample; the text is `key.txt`, else `key.json`'s `text_field`
@@ -205,8 +229,9 @@ def read_webdataset(shards: str | os.PathLike | Iterable[str | os.PathLike], *, 
                 _check_end_of_archive(tar)
         except (tarfile.TarError, OSError, EOFError) as error:
             problem = "truncated_shard" if count else "unreadable_shard"
-            yield unreadable(key or f"{shard.name}#{problem}", problem, f"{shard.name}: {error} after {count} members",
-                             source)
+            yield unreadable(
+                key or f"{shard.name}#{problem}", problem, f"{shard.name}: {error} after {count} members", source
+            )
             continue
         if key is not None:
             item = _sample_item(key, members, shard, source, text_field)
@@ -223,9 +248,16 @@ def _check_end_of_archive(tar: tarfile.TarFile) -> None:
         raise tarfile.ReadError("the shard ends without an end-of-archive block (cut short?)")
 
 
-def read_image_folder(root: str | os.PathLike, *, annotations: str = "annotations.jsonl",
-                      file_field: str = "file", text_field: str = "alt_text", id_field: str = "id",
-                      source: str | None = None, allow_outside_root: bool = False) -> Iterator[Item]:
+def read_image_folder(
+    root: str | os.PathLike,
+    *,
+    annotations: str = "annotations.jsonl",
+    file_field: str = "file",
+    text_field: str = "alt_text",
+    id_field: str = "id",
+    source: str | None = None,
+    allow_outside_root: bool = False,
+) -> Iterator[Item]:
     """Items from `root/annotations` (one JSON object per line) naming files under `root`.
 
     Each line is decoded on its own, so one bad line (not UTF-8, not JSON, no file name, a path
@@ -250,17 +282,20 @@ def read_image_folder(root: str | os.PathLike, *, annotations: str = "annotation
                 yield unreadable(line_id, "malformed_json", f"{annotations} line {number + 1}: {error}", default_source)
                 continue
             if not isinstance(row, dict):
-                yield unreadable(line_id, "malformed_json", f"{annotations} line {number + 1}: not an object",
-                                 default_source)
+                yield unreadable(
+                    line_id, "malformed_json", f"{annotations} line {number + 1}: not an object", default_source
+                )
                 continue
             item_id = str(row[id_field]) if row.get(id_field) is not None else line_id
             item_source = str(row.get("source") or default_source)
             name = row.get(file_field)
-            path, problem = _data_path(root, name, allow_outside_root) if isinstance(name, str) and name else (
-                None, "no_image")
+            path, problem = (
+                _data_path(root, name, allow_outside_root) if isinstance(name, str) and name else (None, "no_image")
+            )
             if problem:
-                yield unreadable(item_id, problem, f"{annotations} line {number + 1}: {file_field}={name!r}",
-                                 item_source)
+                yield unreadable(
+                    item_id, problem, f"{annotations} line {number + 1}: {file_field}={name!r}", item_source
+                )
                 continue
             extra = {k: v for k, v in row.items() if k not in (file_field, text_field, id_field)}
             if isinstance(extra.get("record"), str):
@@ -271,8 +306,9 @@ def read_image_folder(root: str | os.PathLike, *, annotations: str = "annotation
             yield Item(id=item_id, text=_text(row.get(text_field)), source=item_source, path=path, extra=extra)
 
 
-def write_webdataset(items: Iterable[Item], out_dir: str | os.PathLike, *, per_shard: int = 1000,
-                     image_ext: str = "png") -> list[Path]:
+def write_webdataset(
+    items: Iterable[Item], out_dir: str | os.PathLike, *, per_shard: int = 1000, image_ext: str = "png"
+) -> list[Path]:
     """Write items as webdataset shards (`key.<image_ext>` + `key.txt` + `key.json`); returns the shards.
 
     Keys are running numbers (an id may hold dots or slashes, which webdataset reads as extensions
@@ -289,8 +325,11 @@ def write_webdataset(items: Iterable[Item], out_dir: str | os.PathLike, *, per_s
             shards.append(out_dir / f"shard-{len(shards):05d}.tar")
             tar = tarfile.open(shards[-1], "w")
         meta = {"id": item.id, "source": item.source, **item.extra}
-        for extension, data in ((image_ext, item.read_bytes()), ("txt", item.text.encode()),
-                                ("json", json.dumps(meta, default=str).encode())):
+        for extension, data in (
+            (image_ext, item.read_bytes()),
+            ("txt", item.text.encode()),
+            ("json", json.dumps(meta, default=str).encode()),
+        ):
             info = tarfile.TarInfo(f"{index:09d}.{extension}")
             info.size = len(data)
             tar.addfile(info, io.BytesIO(data))

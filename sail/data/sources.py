@@ -63,12 +63,27 @@ def _sa1b_alt(record: dict, rng: random.Random) -> str:
 
 
 SOURCES: dict[str, Source] = {
-    "laion_coco": Source("laion_coco", "LAION-COCO", "generic scenes with noisy web alt-text",
-                         0.05, lambda r: True, alt_text, "JPEG"),
-    "textcaps": Source("textcaps", "TextCaps", "text-heavy scenes and cards; alt-text quotes the text",
-                       0.35, lambda r: r["kind"] == "card" or len(r["texts"]) >= 1, _textcaps_alt, "PNG"),
-    "sa1b": Source("sa1b", "SA-1B", "dense scenes with 3-4 objects and little or no alt-text",
-                   0.0, lambda r: r["kind"] == "scene" and len(r["objects"]) >= 3, _sa1b_alt, "JPEG"),
+    "laion_coco": Source(
+        "laion_coco", "LAION-COCO", "generic scenes with noisy web alt-text", 0.05, lambda r: True, alt_text, "JPEG"
+    ),
+    "textcaps": Source(
+        "textcaps",
+        "TextCaps",
+        "text-heavy scenes and cards; alt-text quotes the text",
+        0.35,
+        lambda r: r["kind"] == "card" or len(r["texts"]) >= 1,
+        _textcaps_alt,
+        "PNG",
+    ),
+    "sa1b": Source(
+        "sa1b",
+        "SA-1B",
+        "dense scenes with 3-4 objects and little or no alt-text",
+        0.0,
+        lambda r: r["kind"] == "scene" and len(r["objects"]) >= 3,
+        _sa1b_alt,
+        "JPEG",
+    ),
 }
 DEFAULT_MIX = {"laion_coco": 0.5, "textcaps": 0.25, "sa1b": 0.25}
 # Sources whose images legitimately come without alt-text (they are captioned, not recaptioned).
@@ -81,8 +96,7 @@ def source_records(name: str, n: int, seed: int = 0, *, split: str = "train", im
     stream_seed = seed * 1009 + list(SOURCES).index(name) + 1  # each source its own candidate stream
     want = max(n, 1)
     while True:
-        candidates = sample_records(split, want, stream_seed, card_fraction=source.card_fraction,
-                                    image_size=image_size)
+        candidates = sample_records(split, want, stream_seed, card_fraction=source.card_fraction, image_size=image_size)
         kept = [r for r in candidates if source.keep(r)]
         if len(kept) >= n:
             break
@@ -126,8 +140,17 @@ DEFECT_KINDS: dict[str, tuple[str, str]] = {
 }
 ADDED_KINDS = ("exact_duplicate", "near_duplicate_jpeg", "near_duplicate_resize", "near_duplicate_jitter")
 ABSURD_SIZES = ((1, 500), (4000, 10), (500, 1), (12, 12), (300, 40))
-JUNK_ALT = ("png hd wallpaper", "IMG_20190312_104455.jpg", "!!! ???", "untitled", "image", "4k free download",
-            "DSC0042", "___", "click here")
+JUNK_ALT = (
+    "png hd wallpaper",
+    "IMG_20190312_104455.jpg",
+    "!!! ???",
+    "untitled",
+    "image",
+    "4k free download",
+    "DSC0042",
+    "___",
+    "click here",
+)
 
 
 def _near_duplicate(image: Image.Image, kind: str, rng: random.Random) -> tuple[bytes, str]:
@@ -135,11 +158,11 @@ def _near_duplicate(image: Image.Image, kind: str, rng: random.Random) -> tuple[
         return _encode(image, "JPEG", quality=rng.randint(55, 75)), "jpg"
     if kind == "near_duplicate_resize":
         scale = rng.choice((0.85, 0.9, 1.1, 1.2))
-        resized = image.resize((max(1, round(image.width * scale)), max(1, round(image.height * scale))),
-                               Image.BICUBIC)
+        resized = image.resize((max(1, round(image.width * scale)), max(1, round(image.height * scale))), Image.BICUBIC)
         return _encode(resized, "PNG"), "png"
     jittered = ImageEnhance.Color(ImageEnhance.Brightness(image).enhance(rng.uniform(0.93, 1.07))).enhance(
-        rng.uniform(0.9, 1.1))
+        rng.uniform(0.9, 1.1)
+    )
     return _encode(jittered, "JPEG", quality=90), "jpg"
 
 
@@ -170,9 +193,17 @@ def _count(n: int, rate: float, enabled: bool) -> int:
     return max(1, round(n * rate)) if enabled else 0
 
 
-def build_pool(out_dir: str | os.PathLike, n: int, seed: int = 0, defects: bool = True, *,
-               mix: dict[str, float] | None = None, image_size: int = 96, defect_rate: float = 0.02,
-               split: str = "train") -> dict:
+def build_pool(
+    out_dir: str | os.PathLike,
+    n: int,
+    seed: int = 0,
+    defects: bool = True,
+    *,
+    mix: dict[str, float] | None = None,
+    image_size: int = 96,
+    defect_rate: float = 0.02,
+    split: str = "train",
+) -> dict:
     """Write a pool of `n` clean world items (plus injected defects) to `out_dir`.
 
     Layout: `images/<id>.<ext>`, `annotations.jsonl` (id, file, source, alt_text, record),
@@ -215,10 +246,11 @@ def build_pool(out_dir: str | os.PathLike, n: int, seed: int = 0, defects: bool 
         if needed > len(order):
             raise ValueError(f"a pool of {n} items is too small for {needed} defects; raise n or lower defect_rate")
         originals = order[: sum(plan[k] for k in ADDED_KINDS)]
-        victims = order[len(originals):]
+        victims = order[len(originals) :]
         alt_victims = [i for i in victims if by_id[i]["source"] not in ALT_TEXT_OPTIONAL]
-        other_victims = [i for i in victims if by_id[i]["source"] in ALT_TEXT_OPTIONAL] + \
-            [i for i in victims if by_id[i]["source"] not in ALT_TEXT_OPTIONAL]
+        other_victims = [i for i in victims if by_id[i]["source"] in ALT_TEXT_OPTIONAL] + [
+            i for i in victims if by_id[i]["source"] not in ALT_TEXT_OPTIONAL
+        ]
         alt_victims = alt_victims[::-1]  # take alt-text victims from the other end than image victims
         used: set[str] = set()
 
@@ -277,14 +309,33 @@ def build_pool(out_dir: str | os.PathLike, n: int, seed: int = 0, defects: bool 
         data, ext = payload[row["id"]]
         file = f"images/{row['id']}.{ext}"
         (out_dir / file).write_bytes(data)
-        lines.append(json.dumps({"id": row["id"], "file": file, "source": row["source"],
-                                 "alt_text": row["alt_text"], "record": json.dumps(row["record"])}))
+        lines.append(
+            json.dumps(
+                {
+                    "id": row["id"],
+                    "file": file,
+                    "source": row["source"],
+                    "alt_text": row["alt_text"],
+                    "record": json.dumps(row["record"]),
+                }
+            )
+        )
     atomic_write_text(out_dir / "annotations.jsonl", "\n".join(lines) + "\n")
     atomic_write_json(out_dir / "defects.json", injected)
     summary = {
-        "n_clean": n, "n_items": len(rows), "seed": seed, "image_size": image_size, "split": split,
-        "sources": {name: {"items": sum(r["source"] == name for r in rows), "stands_for": SOURCES[name].stands_for,
-                           "description": SOURCES[name].description} for name in sizes},
+        "n_clean": n,
+        "n_items": len(rows),
+        "seed": seed,
+        "image_size": image_size,
+        "split": split,
+        "sources": {
+            name: {
+                "items": sum(r["source"] == name for r in rows),
+                "stands_for": SOURCES[name].stands_for,
+                "description": SOURCES[name].description,
+            }
+            for name in sizes
+        },
         "defects": {kind: sum(d["kind"] == kind for d in injected) for kind in DEFECT_KINDS if defects},
         "defect_rate": defect_rate if defects else 0.0,
     }

@@ -24,16 +24,36 @@ from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
-from sail.eval.metrics import (anls, extract_choice, hallusionbench_metrics, ocrbench_score,
-                               pope_metrics, relaxed_accuracy, vqa_accuracy)
-from sail.world.questions import (GROUPS, general_questions, hallusion_set, math_questions,
-                                  ocr_questions, pope_questions, pope_statistics)
+from sail.eval.metrics import (
+    anls,
+    extract_choice,
+    hallusionbench_metrics,
+    ocrbench_score,
+    pope_metrics,
+    relaxed_accuracy,
+    vqa_accuracy,
+)
+from sail.world.questions import (
+    GROUPS,
+    general_questions,
+    hallusion_set,
+    math_questions,
+    ocr_questions,
+    pope_questions,
+    pope_statistics,
+)
 from sail.world.render import render
 from sail.world.splits import content_signature, sample_records
 
 __all__ = [
-    "GROUPS", "WORLD_BENCHMARKS", "BenchmarkSpec", "benchmark_spec", "build_benchmark",
-    "build_prompt", "check_no_train_overlap", "score_benchmark",
+    "GROUPS",
+    "WORLD_BENCHMARKS",
+    "BenchmarkSpec",
+    "benchmark_spec",
+    "build_benchmark",
+    "build_prompt",
+    "check_no_train_overlap",
+    "score_benchmark",
 ]
 
 MCQ_SUFFIX = "Answer with the option's letter from the given choices directly."
@@ -60,33 +80,40 @@ class BenchmarkSpec:
     questions: str = ""
 
 
-WORLD_BENCHMARKS: dict[str, BenchmarkSpec] = {spec.name: spec for spec in (
-    BenchmarkSpec("WorldVQA", "General VQA", "vqa_accuracy", 6, "VQAv2 / GQA", 0.0, "general"),
-    BenchmarkSpec("WorldRelationMCQ", "General VQA", "choice", 6, "MMBench / MMStar", 0.0,
-                  "general"),
-    BenchmarkSpec("WorldTextVQA", "OCR VQA", "vqa_accuracy", 6, "TextVQA", 0.0, "ocr"),
-    BenchmarkSpec("WorldDocVQA", "OCR VQA", "anls", 18, "DocVQA", 1.0, "ocr"),
-    BenchmarkSpec("WorldChartQA", "OCR VQA", "relaxed_accuracy", 12, "ChartQA", 1.0, "ocr"),
-    BenchmarkSpec("WorldCountVQA", "Math & Knowledge", "vqa_accuracy", 6, "counting VQA", 0.0,
-                  "math"),
-    BenchmarkSpec("WorldMathMCQ", "Math & Knowledge", "choice", 12, "MathVista (multi-choice)",
-                  0.5, "math"),
-    BenchmarkSpec("WorldPOPE", "Hallucination", "pope", 6, "POPE", 0.0, "pope"),
-    BenchmarkSpec("WorldHallusion", "Hallucination", "hallusion", 6, "HallusionBench", 0.5,
-                  "hallusion"),
-)}
+WORLD_BENCHMARKS: dict[str, BenchmarkSpec] = {
+    spec.name: spec
+    for spec in (
+        BenchmarkSpec("WorldVQA", "General VQA", "vqa_accuracy", 6, "VQAv2 / GQA", 0.0, "general"),
+        BenchmarkSpec("WorldRelationMCQ", "General VQA", "choice", 6, "MMBench / MMStar", 0.0, "general"),
+        BenchmarkSpec("WorldTextVQA", "OCR VQA", "vqa_accuracy", 6, "TextVQA", 0.0, "ocr"),
+        BenchmarkSpec("WorldDocVQA", "OCR VQA", "anls", 18, "DocVQA", 1.0, "ocr"),
+        BenchmarkSpec("WorldChartQA", "OCR VQA", "relaxed_accuracy", 12, "ChartQA", 1.0, "ocr"),
+        BenchmarkSpec("WorldCountVQA", "Math & Knowledge", "vqa_accuracy", 6, "counting VQA", 0.0, "math"),
+        BenchmarkSpec("WorldMathMCQ", "Math & Knowledge", "choice", 12, "MathVista (multi-choice)", 0.5, "math"),
+        BenchmarkSpec("WorldPOPE", "Hallucination", "pope", 6, "POPE", 0.0, "pope"),
+        BenchmarkSpec("WorldHallusion", "Hallucination", "hallusion", 6, "HallusionBench", 0.5, "hallusion"),
+    )
+}
 
 # Real VLMEvalKit dataset names (prefix match, case-insensitive) -> (group, metric, max_tiles).
 # Tile limits follow VLMEvalKit's sail_vl.py; the group map is assumed.
 _REAL = (
-    ("MMBench", "General VQA", "choice", 6), ("MMStar", "General VQA", "choice", 6),
-    ("SEEDBench", "General VQA", "choice", 6), ("RealWorldQA", "General VQA", "choice", 6),
-    ("VQAv2", "General VQA", "vqa_accuracy", 6), ("GQA", "General VQA", "vqa_accuracy", 6),
-    ("TextVQA", "OCR VQA", "vqa_accuracy", 6), ("DocVQA", "OCR VQA", "anls", 18),
-    ("InfoVQA", "OCR VQA", "anls", 24), ("ChartQA", "OCR VQA", "relaxed_accuracy", 12),
-    ("OCRBench", "OCR VQA", "ocrbench", 24), ("AI2D", "Math & Knowledge", "choice", 6),
-    ("ScienceQA", "Math & Knowledge", "choice", 6), ("MMMU", "Math & Knowledge", "choice", 12),
-    ("POPE", "Hallucination", "pope", 6), ("HallusionBench", "Hallucination", "hallusion", 6),
+    ("MMBench", "General VQA", "choice", 6),
+    ("MMStar", "General VQA", "choice", 6),
+    ("SEEDBench", "General VQA", "choice", 6),
+    ("RealWorldQA", "General VQA", "choice", 6),
+    ("VQAv2", "General VQA", "vqa_accuracy", 6),
+    ("GQA", "General VQA", "vqa_accuracy", 6),
+    ("TextVQA", "OCR VQA", "vqa_accuracy", 6),
+    ("DocVQA", "OCR VQA", "anls", 18),
+    ("InfoVQA", "OCR VQA", "anls", 24),
+    ("ChartQA", "OCR VQA", "relaxed_accuracy", 12),
+    ("OCRBench", "OCR VQA", "ocrbench", 24),
+    ("AI2D", "Math & Knowledge", "choice", 6),
+    ("ScienceQA", "Math & Knowledge", "choice", 6),
+    ("MMMU", "Math & Knowledge", "choice", 12),
+    ("POPE", "Hallucination", "pope", 6),
+    ("HallusionBench", "Hallucination", "hallusion", 6),
 )
 
 
@@ -100,15 +127,19 @@ def benchmark_spec(name: str, rows: Sequence[Mapping] | None = None) -> Benchmar
             return BenchmarkSpec(name, group, metric, tiles, prefix)
     if rows is not None:
         mcq = any(row.get("choices") for row in rows)
-        return BenchmarkSpec(name, "General VQA", "choice" if mcq else "vqa_accuracy", 6,
-                             "unknown (guessed from its columns)")
-    raise KeyError(f"unknown benchmark {name!r}: not a world benchmark ({sorted(WORLD_BENCHMARKS)})"
-                   " nor a known VLMEvalKit dataset name; pass its rows to guess a metric")
+        return BenchmarkSpec(
+            name, "General VQA", "choice" if mcq else "vqa_accuracy", 6, "unknown (guessed from its columns)"
+        )
+    raise KeyError(
+        f"unknown benchmark {name!r}: not a world benchmark ({sorted(WORLD_BENCHMARKS)})"
+        " nor a known VLMEvalKit dataset name; pass its rows to guess a metric"
+    )
 
 
 # ---------------------------------------------------------------------------------------------
 # Building
 # ---------------------------------------------------------------------------------------------
+
 
 def _questions(spec: BenchmarkSpec, records: list[dict], seed: int) -> Iterable[dict]:
     if spec.questions == "pope":
@@ -147,7 +178,9 @@ def build_benchmark(name: str, n: int, seed: int = 0) -> list[dict]:
         pool *= 2
     if spec.metric in ("pope", "hallusion"):
         # whole units: POPE keeps every question of an image, HallusionBench every set
-        key = (lambda q: q["record"]["id"].removesuffix("-edit"))
+        def key(question: dict) -> str:
+            return question["record"]["id"].removesuffix("-edit")
+
         kept, units = [], []
         for q in questions:
             if key(q) not in units:
@@ -171,22 +204,25 @@ def build_benchmark(name: str, n: int, seed: int = 0) -> list[dict]:
         }
         if "l2-category" in q:
             row["l2-category"] = q["l2-category"]
-        row.update(difficulty=q["difficulty"], record_id=q["record"]["id"],
-                   signature=_signature_hash(q["record"]))
+        row.update(difficulty=q["difficulty"], record_id=q["record"]["id"], signature=_signature_hash(q["record"]))
         rows.append(row)
     return rows
 
 
-def check_no_train_overlap(rows_by_benchmark: Mapping[str, Sequence[Mapping]],
-                           train_records: Sequence[dict]) -> dict[str, int]:
+def check_no_train_overlap(
+    rows_by_benchmark: Mapping[str, Sequence[Mapping]], train_records: Sequence[dict]
+) -> dict[str, int]:
     """Raise ValueError if any benchmark row's record shares an id or a content signature
     with `train_records`; return the number of distinct records checked per benchmark."""
     train_ids = {r["id"] for r in train_records}
     train_signatures = {_signature_hash(r) for r in train_records}
     checked = {}
     for name, rows in rows_by_benchmark.items():
-        clashes = [row["index"] for row in rows if row.get("record_id") in train_ids
-                   or row.get("signature") in train_signatures]
+        clashes = [
+            row["index"]
+            for row in rows
+            if row.get("record_id") in train_ids or row.get("signature") in train_signatures
+        ]
         if clashes:
             raise ValueError(f"{name}: rows {clashes[:5]} show records of the train sample")
         checked[name] = len({row.get("signature") for row in rows})
@@ -205,6 +241,7 @@ def benchmark_records(name: str, rows: Sequence[Mapping], seed: int = 0) -> list
 # ---------------------------------------------------------------------------------------------
 # Prompting and scoring
 # ---------------------------------------------------------------------------------------------
+
 
 def build_prompt(row: Mapping, spec: BenchmarkSpec) -> str:
     """The text prompt for one row, in VLMEvalKit's SAIL-VL / InternVL style."""
@@ -239,15 +276,12 @@ def score_benchmark(name: str, rows: Sequence[Mapping], predictions: Sequence[st
     spec = benchmark_spec(name, rows)
     out = {"benchmark": name, "group": spec.group, "metric": spec.metric, "n": len(rows)}
     if spec.metric == "pope":
-        details = pope_metrics([r["answer"] for r in rows], list(predictions),
-                               [r.get("category") for r in rows])
+        details = pope_metrics([r["answer"] for r in rows], list(predictions), [r.get("category") for r in rows])
         return {**out, "score": details["Overall"]["f1"], "details": details}
     if spec.metric == "hallusion":
-        details = hallusionbench_metrics(
-            [{**row, "prediction": p} for row, p in zip(rows, predictions)])
+        details = hallusionbench_metrics([{**row, "prediction": p} for row, p in zip(rows, predictions)])
         overall = details["Overall"]
-        return {**out, "score": (overall["aAcc"] + overall["fAcc"] + overall["qAcc"]) / 3,
-                "details": details}
+        return {**out, "score": (overall["aAcc"] + overall["fAcc"] + overall["qAcc"]) / 3, "details": details}
     items = []
     for row, prediction in zip(rows, predictions):
         if spec.metric == "choice":
@@ -263,6 +297,5 @@ def score_benchmark(name: str, rows: Sequence[Mapping], predictions: Sequence[st
     by_category: dict[str, list[float]] = defaultdict(list)
     for row, value in zip(rows, items):
         by_category[str(row.get("category"))].append(value)
-    details = {"per_category": {c: 100 * sum(v) / len(v) for c, v in sorted(by_category.items())},
-               "items": items}
+    details = {"per_category": {c: 100 * sum(v) / len(v) for c, v in sorted(by_category.items())}, "items": items}
     return {**out, "score": 100 * sum(items) / len(items), "details": details}

@@ -77,9 +77,18 @@ class Generator:
     "turbomind".
     """
 
-    def __init__(self, backend: str = "hf", model_dir: str | Path | None = None, *,
-                 max_new_tokens: int = 32, batch_size: int = 16, device: str = "auto",
-                 engine: str = "pytorch", model=None, processor=None):
+    def __init__(
+        self,
+        backend: str = "hf",
+        model_dir: str | Path | None = None,
+        *,
+        max_new_tokens: int = 32,
+        batch_size: int = 16,
+        device: str = "auto",
+        engine: str = "pytorch",
+        model=None,
+        processor=None,
+    ):
         if backend not in BACKENDS:
             raise ValueError(f"unknown backend {backend!r}; expected one of {BACKENDS}")
         if model_dir is None and (backend != "hf" or model is None or processor is None):
@@ -97,8 +106,10 @@ class Generator:
         self._pipe = None
 
     def __repr__(self) -> str:
-        return (f"Generator(backend={self.backend!r}, model_dir={str(self.model_dir)!r}, "
-                f"max_new_tokens={self.max_new_tokens}, batch_size={self.batch_size})")
+        return (
+            f"Generator(backend={self.backend!r}, model_dir={str(self.model_dir)!r}, "
+            f"max_new_tokens={self.max_new_tokens}, batch_size={self.batch_size})"
+        )
 
     def generate(self, messages_batch: Sequence[Sequence[dict]], max_tiles: int = 6) -> list[str]:
         """Greedy answers, one per conversation, in order; images tiled up to `max_tiles`."""
@@ -133,9 +144,14 @@ class Generator:
         images_processor.crop_to_patches, images_processor.max_patches = max_tiles > 1, max_tiles
         try:
             split = [_split(messages) for messages in messages_batch]
-            return generate_answers(self.model, self.processor, [bare for bare, _ in split],
-                                    [found for _, found in split], max_new_tokens=self.max_new_tokens,
-                                    batch_size=self.batch_size)
+            return generate_answers(
+                self.model,
+                self.processor,
+                [bare for bare, _ in split],
+                [found for _, found in split],
+                max_new_tokens=self.max_new_tokens,
+                batch_size=self.batch_size,
+            )
         finally:
             images_processor.crop_to_patches, images_processor.max_patches = saved
 
@@ -153,9 +169,11 @@ class Generator:
             ) from None
         if not torch.cuda.is_available():
             raise BackendUnavailableError(
-                "backend 'lmdeploy' needs a CUDA GPU, and torch sees none here; use backend='hf'")
-        config = (lmdeploy.TurbomindEngineConfig if self.engine == "turbomind"
-                  else lmdeploy.PytorchEngineConfig)(max_batch_size=self.batch_size)
+                "backend 'lmdeploy' needs a CUDA GPU, and torch sees none here; use backend='hf'"
+            )
+        config = (lmdeploy.TurbomindEngineConfig if self.engine == "turbomind" else lmdeploy.PytorchEngineConfig)(
+            max_batch_size=self.batch_size
+        )
         self._pipe = lmdeploy.pipeline(str(self.model_dir), backend_config=config)
         return self._pipe
 
@@ -183,8 +201,7 @@ def _openai_messages(messages: Sequence[dict], max_tiles: int) -> list[dict]:
                 buffer = io.BytesIO()
                 item["image"].convert("RGB").save(buffer, format="PNG")
                 url = "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode()
-                items.append({"type": "image_url",
-                              "image_url": {"url": url, "max_dynamic_patch": max_tiles}})
+                items.append({"type": "image_url", "image_url": {"url": url, "max_dynamic_patch": max_tiles}})
             else:
                 items.append({"type": "text", "text": item["text"]})
         out.append({"role": message["role"], "content": items})

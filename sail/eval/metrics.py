@@ -20,8 +20,15 @@ from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 
 __all__ = [
-    "anls", "extract_choice", "hallusionbench_metrics", "normalize_answer", "ocrbench_score",
-    "pope_metrics", "relaxed_accuracy", "vqa_accuracy", "yes_no",
+    "anls",
+    "extract_choice",
+    "hallusionbench_metrics",
+    "normalize_answer",
+    "ocrbench_score",
+    "pope_metrics",
+    "relaxed_accuracy",
+    "vqa_accuracy",
+    "yes_no",
 ]
 
 
@@ -32,7 +39,7 @@ __all__ = [
 
 # Characters that VLMEvalKit treats as punctuation (note: no apostrophe, colon or period here;
 # periods have their own rule below).
-_PUNCTUATION = ";/[]\"{}()=+\\_-><@`,?!"
+_PUNCTUATION = ';/[]"{}()=+\\_-><@`,?!'
 _DIGIT_COMMA_DIGIT = re.compile(r"\d,\d")
 _LONE_PERIOD = re.compile(r"(?<!\d)\.(?!\d)")
 # VLMEvalKit passes re.UNICODE (== 32) as the third positional argument of Pattern.sub, which
@@ -40,8 +47,18 @@ _LONE_PERIOD = re.compile(r"(?<!\d)\.(?!\d)")
 _MAX_PERIODS_REMOVED = int(re.UNICODE)
 
 _NUMBER_WORDS = {
-    "none": "0", "zero": "0", "one": "1", "two": "2", "three": "3", "four": "4", "five": "5",
-    "six": "6", "seven": "7", "eight": "8", "nine": "9", "ten": "10",
+    "none": "0",
+    "zero": "0",
+    "one": "1",
+    "two": "2",
+    "three": "3",
+    "four": "4",
+    "five": "5",
+    "six": "6",
+    "seven": "7",
+    "eight": "8",
+    "nine": "9",
+    "ten": "10",
 }
 _ARTICLES = frozenset({"a", "an", "the"})
 
@@ -51,38 +68,98 @@ _ARTICLES = frozenset({"a", "an", "the"})
 # that map a word to itself ("let's", "she's") do nothing.  "somebody'd" -> "somebodyd" is a
 # backwards entry in the original VQA table; it is kept.
 _CONTRACTION_SOURCES: dict[str, tuple[str, ...]] = {
-    "ain't": ("aint",), "aren't": ("arent",), "can't": ("cant",), "could've": ("couldve",),
-    "couldn't": ("couldnt",), "couldn't've": ("couldn'tve", "couldnt've"),
-    "didn't": ("didnt",), "doesn't": ("doesnt",), "don't": ("dont",), "hadn't": ("hadnt",),
-    "hadn't've": ("hadnt've", "hadn'tve"), "hasn't": ("hasnt",), "haven't": ("havent",),
-    "he'd": ("hed",), "he'd've": ("hed've", "he'dve"), "he's": ("hes",), "how'd": ("howd",),
-    "how'll": ("howll",), "how's": ("hows",), "isn't": ("isnt",), "it'd": ("itd",),
-    "it'd've": ("itd've", "it'dve"), "it'll": ("itll",), "ma'am": ("maam",),
-    "mightn't": ("mightnt",), "mightn't've": ("mightnt've", "mightn'tve"),
-    "might've": ("mightve",), "mustn't": ("mustnt",), "must've": ("mustve",),
-    "needn't": ("neednt",), "not've": ("notve",), "o'clock": ("oclock",),
-    "oughtn't": ("oughtnt",), "'ow's'at": ("ow's'at", "'ows'at", "'ow'sat"),
-    "shan't": ("shant",), "she'd've": ("shed've", "she'dve"), "should've": ("shouldve",),
-    "shouldn't": ("shouldnt",), "shouldn't've": ("shouldnt've", "shouldn'tve"),
-    "somebodyd": ("somebody'd",), "somebody'd've": ("somebodyd've", "somebody'dve"),
-    "somebody'll": ("somebodyll",), "somebody's": ("somebodys",), "someone'd": ("someoned",),
-    "someone'd've": ("someoned've", "someone'dve"), "someone'll": ("someonell",),
-    "someone's": ("someones",), "something'd": ("somethingd",),
-    "something'd've": ("somethingd've", "something'dve"), "something'll": ("somethingll",),
-    "that's": ("thats",), "there'd": ("thered",), "there'd've": ("thered've", "there'dve"),
-    "there're": ("therere",), "there's": ("theres",), "they'd": ("theyd",),
-    "they'd've": ("theyd've", "they'dve"), "they'll": ("theyll",), "they're": ("theyre",),
-    "they've": ("theyve",), "'twas": ("twas",), "wasn't": ("wasnt",),
-    "we'd've": ("wed've", "we'dve"), "we've": ("weve",), "weren't": ("werent",),
-    "what'll": ("whatll",), "what're": ("whatre",), "what's": ("whats",), "what've": ("whatve",),
-    "when's": ("whens",), "where'd": ("whered",), "where's": ("wheres",),
-    "where've": ("whereve",), "who'd": ("whod",), "who'd've": ("whod've", "who'dve"),
-    "who'll": ("wholl",), "who's": ("whos",), "who've": ("whove",), "why'll": ("whyll",),
-    "why're": ("whyre",), "why's": ("whys",), "won't": ("wont",), "would've": ("wouldve",),
-    "wouldn't": ("wouldnt",), "wouldn't've": ("wouldnt've", "wouldn'tve"),
-    "y'all": ("yall",), "y'all'll": ("yall'll", "y'allll"),
-    "y'all'd've": ("yall'd've", "y'alld've", "y'all'dve"), "you'd": ("youd",),
-    "you'd've": ("youd've", "you'dve"), "you'll": ("youll",), "you're": ("youre",),
+    "ain't": ("aint",),
+    "aren't": ("arent",),
+    "can't": ("cant",),
+    "could've": ("couldve",),
+    "couldn't": ("couldnt",),
+    "couldn't've": ("couldn'tve", "couldnt've"),
+    "didn't": ("didnt",),
+    "doesn't": ("doesnt",),
+    "don't": ("dont",),
+    "hadn't": ("hadnt",),
+    "hadn't've": ("hadnt've", "hadn'tve"),
+    "hasn't": ("hasnt",),
+    "haven't": ("havent",),
+    "he'd": ("hed",),
+    "he'd've": ("hed've", "he'dve"),
+    "he's": ("hes",),
+    "how'd": ("howd",),
+    "how'll": ("howll",),
+    "how's": ("hows",),
+    "isn't": ("isnt",),
+    "it'd": ("itd",),
+    "it'd've": ("itd've", "it'dve"),
+    "it'll": ("itll",),
+    "ma'am": ("maam",),
+    "mightn't": ("mightnt",),
+    "mightn't've": ("mightnt've", "mightn'tve"),
+    "might've": ("mightve",),
+    "mustn't": ("mustnt",),
+    "must've": ("mustve",),
+    "needn't": ("neednt",),
+    "not've": ("notve",),
+    "o'clock": ("oclock",),
+    "oughtn't": ("oughtnt",),
+    "'ow's'at": ("ow's'at", "'ows'at", "'ow'sat"),
+    "shan't": ("shant",),
+    "she'd've": ("shed've", "she'dve"),
+    "should've": ("shouldve",),
+    "shouldn't": ("shouldnt",),
+    "shouldn't've": ("shouldnt've", "shouldn'tve"),
+    "somebodyd": ("somebody'd",),
+    "somebody'd've": ("somebodyd've", "somebody'dve"),
+    "somebody'll": ("somebodyll",),
+    "somebody's": ("somebodys",),
+    "someone'd": ("someoned",),
+    "someone'd've": ("someoned've", "someone'dve"),
+    "someone'll": ("someonell",),
+    "someone's": ("someones",),
+    "something'd": ("somethingd",),
+    "something'd've": ("somethingd've", "something'dve"),
+    "something'll": ("somethingll",),
+    "that's": ("thats",),
+    "there'd": ("thered",),
+    "there'd've": ("thered've", "there'dve"),
+    "there're": ("therere",),
+    "there's": ("theres",),
+    "they'd": ("theyd",),
+    "they'd've": ("theyd've", "they'dve"),
+    "they'll": ("theyll",),
+    "they're": ("theyre",),
+    "they've": ("theyve",),
+    "'twas": ("twas",),
+    "wasn't": ("wasnt",),
+    "we'd've": ("wed've", "we'dve"),
+    "we've": ("weve",),
+    "weren't": ("werent",),
+    "what'll": ("whatll",),
+    "what're": ("whatre",),
+    "what's": ("whats",),
+    "what've": ("whatve",),
+    "when's": ("whens",),
+    "where'd": ("whered",),
+    "where's": ("wheres",),
+    "where've": ("whereve",),
+    "who'd": ("whod",),
+    "who'd've": ("whod've", "who'dve"),
+    "who'll": ("wholl",),
+    "who's": ("whos",),
+    "who've": ("whove",),
+    "why'll": ("whyll",),
+    "why're": ("whyre",),
+    "why's": ("whys",),
+    "won't": ("wont",),
+    "would've": ("wouldve",),
+    "wouldn't": ("wouldnt",),
+    "wouldn't've": ("wouldnt've", "wouldn'tve"),
+    "y'all": ("yall",),
+    "y'all'll": ("yall'll", "y'allll"),
+    "y'all'd've": ("yall'd've", "y'alld've", "y'all'dve"),
+    "you'd": ("youd",),
+    "you'd've": ("youd've", "you'dve"),
+    "you'll": ("youll",),
+    "you're": ("youre",),
     "you've": ("youve",),
 }
 _CONTRACTIONS = {src: fixed for fixed, sources in _CONTRACTION_SOURCES.items() for src in sources}
@@ -129,6 +206,7 @@ def normalize_answer(text) -> str:
 # --------------------------------------------------------------------------------------------
 # Open-ended VQA scores (vlmeval/dataset/utils/vqa_eval.py: process_line, hit_calculate)
 # --------------------------------------------------------------------------------------------
+
 
 def _gold_list(answers) -> list[str]:
     """The gold answers as VLMEvalKit's `process_line` sees them.
@@ -280,8 +358,10 @@ def ocrbench_score(prediction, answers, category) -> float:
 # --------------------------------------------------------------------------------------------
 
 _REFUSALS = (
-    "Sorry, I can't help with images of people yet.", "I can't process this file.",
-    "I'm sorry, but without the image provided", "Cannot determine the answer",
+    "Sorry, I can't help with images of people yet.",
+    "I can't process this file.",
+    "I'm sorry, but without the image provided",
+    "Cannot determine the answer",
 )
 _API_FAILURE = "Failed to obtain answer via API"
 _OPTION_SEPARATORS = ".()[],:;!*#{}"
@@ -354,6 +434,7 @@ def extract_choice(prediction, choices: Mapping[str, str]) -> str | None:
 # Yes / no benchmarks (vlmeval/dataset/utils/yorn.py; vlmeval/dataset/image_yorn.py)
 # --------------------------------------------------------------------------------------------
 
+
 def yes_no(prediction) -> str | None:
     """VLMEvalKit's `YOrN_Extraction`: lower-case, `process_punctuation`, split on whitespace;
     "yes" when the word "yes" occurs and "no" does not, "no" for the reverse, else None
@@ -392,12 +473,14 @@ def _yes_no_scores(golds: Sequence[str], preds: Sequence[str | None]) -> dict[st
     recall = tp / (tp + fn) if tp + fn else 0.0
     f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
     acc = sum(1 for g, p in zip(golds, preds) if g == p) / len(golds)
-    return {"acc": acc * 100, "precision": precision * 100, "recall": recall * 100,
-            "f1": f1 * 100}
+    return {"acc": acc * 100, "precision": precision * 100, "recall": recall * 100, "f1": f1 * 100}
 
 
-def pope_metrics(answers: Sequence, predictions: Sequence, categories: Sequence | None = None,
-                 ) -> dict[str, dict[str, float]]:
+def pope_metrics(
+    answers: Sequence,
+    predictions: Sequence,
+    categories: Sequence | None = None,
+) -> dict[str, dict[str, float]]:
     """POPE scores: VLMEvalKit's `ImageYORNDataset.evaluate` (exact matching) + `POPE_rating`.
 
     Returns {"Overall": {...}, <category>: {...}, ...}, each with acc, precision, recall and f1
@@ -410,8 +493,7 @@ def pope_metrics(answers: Sequence, predictions: Sequence, categories: Sequence 
     splits *and* counts it once per name in "Overall" (no whitespace is stripped around the
     names); items without a category count only in "Overall".
     """
-    if not (len(answers) == len(predictions) and (categories is None
-                                                   or len(categories) == len(answers))):
+    if not (len(answers) == len(predictions) and (categories is None or len(categories) == len(answers))):
         raise ValueError("answers, predictions and categories must have the same length")
     if len(answers) == 0:
         raise ValueError("no items to score")
@@ -456,8 +538,11 @@ def _hallusion_split(rows: list[tuple[str, str, str, str, bool]]) -> dict[str, f
     def share(groups) -> float:
         return 100 * sum(all(v) for v in groups) / len(groups)
 
-    return {"aAcc": share([[r[4]] for r in rows]), "fAcc": share(by_figure.values()),
-            "qAcc": share(by_question.values())}
+    return {
+        "aAcc": share([[r[4]] for r in rows]),
+        "fAcc": share(by_figure.values()),
+        "qAcc": share(by_question.values()),
+    }
 
 
 def hallusionbench_metrics(items: Iterable[Mapping]) -> dict[str, dict[str, float]]:
@@ -484,8 +569,7 @@ def hallusionbench_metrics(items: Iterable[Mapping]) -> dict[str, dict[str, floa
             category, l2 = item["category"], item["l2-category"]
             gold, pred = item["answer"], item["prediction"]
         except KeyError as err:
-            raise ValueError(
-                f"HallusionBench item {item.get('index')!r} lacks field {err}") from None
+            raise ValueError(f"HallusionBench item {item.get('index')!r} lacks field {err}") from None
         set_id, figure_id, question_id = _hallusion_ids(item)
         ok = yes_no(pred) == _gold_yes_no(gold)
         rows_by_item.append((category, (str(l2), set_id, figure_id, question_id, ok)))

@@ -42,16 +42,31 @@ from sail.eval.metrics import extract_choice, yes_no
 from sail.eval.tsv import read_tsv
 from sail.prose import number, versus
 
-__all__ = ["breakdown", "chance_column", "chance_scores", "checkpoint_labels", "evaluate",
-           "evaluate_checkpoints", "examples", "findings", "for_display", "gold_text", "headline",
-           "load_benchmarks", "plot_examples", "plot_table1", "table1"]
+__all__ = [
+    "breakdown",
+    "chance_column",
+    "chance_scores",
+    "checkpoint_labels",
+    "evaluate",
+    "evaluate_checkpoints",
+    "examples",
+    "findings",
+    "for_display",
+    "gold_text",
+    "headline",
+    "load_benchmarks",
+    "plot_examples",
+    "plot_table1",
+    "table1",
+]
 
 CHANCE = "chance (random guess)"
 YES_NO = ("pope", "hallusion")
 
 
-def load_benchmarks(benchmark_dir: str | Path = "", n: int = 32, seed: int = 0,
-                    names: Sequence[str] | None = None) -> dict[str, list[dict]]:
+def load_benchmarks(
+    benchmark_dir: str | Path = "", n: int = 32, seed: int = 0, names: Sequence[str] | None = None
+) -> dict[str, list[dict]]:
     """{name: rows}: the world suite (`benchmark_dir` empty; `n` questions each), or every
     `*.tsv` of a folder of VLMEvalKit benchmark files (named by file stem; the first `n` rows
     of each, all rows when `n` is 0)."""
@@ -105,14 +120,18 @@ def checkpoint_labels(checkpoints: Sequence[str | Path]) -> dict[str, Path]:
     return dict(zip(labels, paths))
 
 
-def evaluate_checkpoints(checkpoints: Mapping[str, str | Path], benchmarks: Mapping[str, Sequence],
-                         *, backend: str = "hf", max_new_tokens: int = 32,
-                         batch_size: int = 16) -> dict[str, dict[str, dict]]:
+def evaluate_checkpoints(
+    checkpoints: Mapping[str, str | Path],
+    benchmarks: Mapping[str, Sequence],
+    *,
+    backend: str = "hf",
+    max_new_tokens: int = 32,
+    batch_size: int = 16,
+) -> dict[str, dict[str, dict]]:
     """{label: {benchmark: result}} for each checkpoint directory (one model in memory at a time)."""
     results = {}
     for label, directory in checkpoints.items():
-        generator = Generator(backend, directory, max_new_tokens=max_new_tokens,
-                              batch_size=batch_size)
+        generator = Generator(backend, directory, max_new_tokens=max_new_tokens, batch_size=batch_size)
         results[label] = evaluate(generator, benchmarks)
         del generator
     return results
@@ -132,19 +151,22 @@ def table1(results: Mapping[str, Mapping[str, Mapping]]) -> pd.DataFrame:
         for name in (n for n in names if groups[n] == group):
             index.append((group, name))
             rows.append([results[c][name]["score"] for c in columns])
-    frame = pd.DataFrame(rows, index=pd.MultiIndex.from_tuples(index, names=["group", "benchmark"]),
-                         columns=columns)
+    frame = pd.DataFrame(rows, index=pd.MultiIndex.from_tuples(index, names=["group", "benchmark"]), columns=columns)
     averages = [frame.xs(group, level="group").mean() for group in order]
-    summary = pd.DataFrame(averages + [frame.mean()], columns=columns,
-                           index=pd.MultiIndex.from_tuples(
-                               [(g, "average") for g in order] + [("Overall", "average")],
-                               names=["group", "benchmark"]))
+    summary = pd.DataFrame(
+        averages + [frame.mean()],
+        columns=columns,
+        index=pd.MultiIndex.from_tuples(
+            [(g, "average") for g in order] + [("Overall", "average")], names=["group", "benchmark"]
+        ),
+    )
     return pd.concat([frame, summary])
 
 
 # ---------------------------------------------------------------------------------------------
 # What a reader sees: answers as text, chance levels, tables, figures, sentences
 # ---------------------------------------------------------------------------------------------
+
 
 def gold_text(answer) -> str:
     """A gold answer as a reader reads it: a list (or a string holding a Python list literal,
@@ -160,8 +182,7 @@ def gold_text(answer) -> str:
     return " / ".join(dict.fromkeys(str(item).strip() for item in items))
 
 
-def chance_scores(benchmarks: Mapping[str, Sequence[Mapping]], draws: int = 200,
-                  seed: int = 0) -> dict[str, float]:
+def chance_scores(benchmarks: Mapping[str, Sequence[Mapping]], draws: int = 200, seed: int = 0) -> dict[str, float]:
     """{benchmark: expected headline score (x100) of random guessing}, for the benchmarks that
     have a chance level: multiple choice (a uniformly drawn option letter: the mean of 1/options)
     and yes/no (a fair coin per question, scored by the benchmark's own metric, averaged over
@@ -173,8 +194,9 @@ def chance_scores(benchmarks: Mapping[str, Sequence[Mapping]], draws: int = 200,
         if metric == "choice" and all(row.get("choices") for row in rows):
             out[name] = 100 * sum(1 / len(row["choices"]) for row in rows) / len(rows)
         elif metric in YES_NO:
-            scores = [score_benchmark(name, rows, [rng.choice(("Yes", "No")) for _ in rows])["score"]
-                      for _ in range(draws)]
+            scores = [
+                score_benchmark(name, rows, [rng.choice(("Yes", "No")) for _ in rows])["score"] for _ in range(draws)
+            ]
             out[name] = sum(scores) / len(scores)
     return out
 
@@ -207,8 +229,7 @@ def _bar_positions(ax) -> dict[str, float]:
 def plot_table1(table: pd.DataFrame, chance: pd.Series | None = None):
     """Two panels: every benchmark's score, and the group and overall averages, per checkpoint;
     each bar carries its value, and a dashed black mark shows random guessing where it exists."""
-    long = table.reset_index().melt(id_vars=["group", "benchmark"], var_name="checkpoint",
-                                    value_name="score")
+    long = table.reset_index().melt(id_vars=["group", "benchmark"], var_name="checkpoint", value_name="score")
     per_benchmark = long[long["benchmark"] != "average"]
     averages = long[long["benchmark"] == "average"]
     width = min(20.0, 13.0 + 1.5 * (len(table.columns) - 1))
@@ -216,14 +237,17 @@ def plot_table1(table: pd.DataFrame, chance: pd.Series | None = None):
     sns.barplot(per_benchmark, x="benchmark", y="score", hue="checkpoint", ax=axes[0], legend=False)
     sns.barplot(averages, x="group", y="score", hue="checkpoint", ax=axes[1], legend=False)
     for ax, key, title, xlabel in (
-            (axes[0], "benchmark", "Score per benchmark", "benchmark"),
-            (axes[1], "group", "Group averages and overall (Table 1 layout)",
-             "group (Overall: mean over benchmarks)")):
+        (axes[0], "benchmark", "Score per benchmark", "benchmark"),
+        (axes[1], "group", "Group averages and overall (Table 1 layout)", "group (Overall: mean over benchmarks)"),
+    ):
         for container in ax.containers:
             ax.bar_label(container, fmt="%.1f", fontsize=7, padding=2)
         if chance is not None:
-            level = {(n if key == "benchmark" else g): v for (g, n), v in chance.items()
-                     if (n != "average") == (key == "benchmark") and pd.notna(v)}
+            level = {
+                (n if key == "benchmark" else g): v
+                for (g, n), v in chance.items()
+                if (n != "average") == (key == "benchmark") and pd.notna(v)
+            }
             for label, x in _bar_positions(ax).items():
                 if label in level:
                     ax.hlines(level[label], x - 0.42, x + 0.42, colors="black", linestyles="--", linewidth=1.2)
@@ -234,8 +258,7 @@ def plot_table1(table: pd.DataFrame, chance: pd.Series | None = None):
         ax.set_title(title)
         ax.set_xlabel(xlabel)
         ax.set_ylabel("score (×100)")
-    handles = [plt.Rectangle((0, 0), 1, 1, color=bars.patches[0].get_facecolor())
-               for bars in axes[0].containers]
+    handles = [plt.Rectangle((0, 0), 1, 1, color=bars.patches[0].get_facecolor()) for bars in axes[0].containers]
     labels = list(map(str, table.columns))
     if chance is not None and chance.notna().any():
         handles.append(Line2D([], [], color="black", linestyle="--"))
@@ -252,7 +275,7 @@ def plot_examples(benchmarks: Mapping[str, Sequence[Mapping]], count: int = 10, 
     columns = min(5, len(shown))
     grid_rows = -(-len(shown) // columns)
     figure, axes = plt.subplots(grid_rows, columns, figsize=(2.9 * columns, 3.9 * grid_rows), squeeze=False)
-    for ax in axes.flat[len(shown):]:
+    for ax in axes.flat[len(shown) :]:
         ax.axis("off")
     for ax, (name, rows) in zip(axes.flat, shown):
         row = rows[0]
@@ -278,16 +301,25 @@ def breakdown(results: Mapping[str, Mapping[str, Mapping]]) -> pd.DataFrame:
             if "per_category" in details:
                 splits = details["per_category"].items()
             else:
-                splits = [(f"{split} ({key})", values[key]) for split, values in details.items()
-                          for key in ["f1" if "f1" in values else "aAcc"]]
-            rows += [{"checkpoint": model, "benchmark": name, "split": split, "score": score}
-                     for split, score in splits]
-    return pd.DataFrame(rows).pivot_table(index=["benchmark", "split"], columns="checkpoint",
-                                          values="score", sort=False)
+                splits = [
+                    (f"{split} ({key})", values[key])
+                    for split, values in details.items()
+                    for key in ["f1" if "f1" in values else "aAcc"]
+                ]
+            rows += [
+                {"checkpoint": model, "benchmark": name, "split": split, "score": score} for split, score in splits
+            ]
+    return pd.DataFrame(rows).pivot_table(
+        index=["benchmark", "split"], columns="checkpoint", values="score", sort=False
+    )
 
 
-def examples(benchmarks: Mapping[str, Sequence[Mapping]], results: Mapping[str, Mapping[str, Mapping]],
-             per_benchmark: int = 2, width: int = 70) -> pd.DataFrame:
+def examples(
+    benchmarks: Mapping[str, Sequence[Mapping]],
+    results: Mapping[str, Mapping[str, Mapping]],
+    per_benchmark: int = 2,
+    width: int = 70,
+) -> pd.DataFrame:
     """The first questions of each benchmark: question, gold answer as text, and each
     checkpoint's raw answer (shortened to `width` characters, marked with "…")."""
     rows = []
@@ -296,7 +328,7 @@ def examples(benchmarks: Mapping[str, Sequence[Mapping]], results: Mapping[str, 
             entry = {"benchmark": name, "question": row["question"], "gold": gold_text(row["answer"])}
             for model, per_benchmark_results in results.items():
                 answer = str(per_benchmark_results[name]["predictions"][i])
-                entry[f"{model} answer"] = answer if len(answer) <= width else answer[:width - 1] + "…"
+                entry[f"{model} answer"] = answer if len(answer) <= width else answer[: width - 1] + "…"
             rows.append(entry)
     return pd.DataFrame(rows)
 
@@ -312,8 +344,10 @@ def _answer_formats(results, benchmarks) -> dict[str, dict[str, tuple[int, int]]
                 read = [yes_no(p) is not None for p in result["predictions"]]
                 kind = "yes/no"
             elif metric == "choice":
-                read = [extract_choice(p, row.get("choices") or {}) is not None
-                        for p, row in zip(result["predictions"], rows)]
+                read = [
+                    extract_choice(p, row.get("choices") or {}) is not None
+                    for p, row in zip(result["predictions"], rows)
+                ]
                 kind = "choice"
             else:
                 continue
@@ -329,7 +363,7 @@ def _score(value: float) -> str:
 
 
 def _relation(ours: float, other: float) -> str:
-    """"above" / "below" / "level with", judged on the digits shown."""
+    """ "above" / "below" / "level with", judged on the digits shown."""
     return "level with" if _score(ours) == _score(other) else "above" if ours > other else "below"
 
 
@@ -337,8 +371,13 @@ def _listed(items: Sequence[str]) -> str:
     return items[0] if len(items) == 1 else ", ".join(items[:-1]) + " and " + items[-1]
 
 
-def findings(results: Mapping[str, Mapping[str, Mapping]], benchmarks: Mapping[str, Sequence[Mapping]],
-             table: pd.DataFrame, chance: Mapping[str, float], seconds: float) -> dict[str, str]:
+def findings(
+    results: Mapping[str, Mapping[str, Mapping]],
+    benchmarks: Mapping[str, Sequence[Mapping]],
+    table: pd.DataFrame,
+    chance: Mapping[str, float],
+    seconds: float,
+) -> dict[str, str]:
     """Sentences stating this run's results, from the results: "overall", "groups", "chance"
     (where a benchmark has a chance level), "formats" (how many yes/no and multiple-choice
     answers the scorer could read) and "time".  Scores are x100, shown to one decimal."""
@@ -349,11 +388,17 @@ def findings(results: Mapping[str, Mapping[str, Mapping]], benchmarks: Mapping[s
     if len(models) == 1:
         out = {"overall": f"`{models[0]}`'s {what} is {_score(overall[models[0]])}."}
     elif len(models) == 2:
-        out = {"overall": versus(f"`{models[1]}`'s {what}", overall[models[1]], overall[models[0]],
-                                 f"`{models[0]}`", 1) + "."}
+        out = {
+            "overall": versus(f"`{models[1]}`'s {what}", overall[models[1]], overall[models[0]], f"`{models[0]}`", 1)
+            + "."
+        }
     else:
-        out = {"overall": f"The {what}: " + ", ".join(f"`{m}` {_score(overall[m])}" for m in models) + "; "
-               + f"`{models[-1]}` is {_relation(overall[models[-1]], overall[models[0]])} `{models[0]}`."}
+        out = {
+            "overall": f"The {what}: "
+            + ", ".join(f"`{m}` {_score(overall[m])}" for m in models)
+            + "; "
+            + f"`{models[-1]}` is {_relation(overall[models[-1]], overall[models[0]])} `{models[0]}`."
+        }
     spreads = []
     for m in models:
         high, low = _score(groups[m].max()), _score(groups[m].min())
@@ -377,19 +422,33 @@ def findings(results: Mapping[str, Mapping[str, Mapping]], benchmarks: Mapping[s
                 relation = next(iter(by_relation))
                 parts.append(f"`{m}` is {relation} chance on all {len(chance)}")
             else:
-                parts.append(f"`{m}` is " + ", ".join(f"{relation} chance on {len(names)} ({', '.join(names)})"
-                                                      for relation, names in by_relation.items()))
-        out["chance"] = ("Random guessing (a fair coin for yes/no, a random option letter for multiple "
-                         f"choice) would score {levels}; " + "; ".join(parts) + ".")
-    said = {"yes/no": "answers to yes/no questions read as a yes or a no",
-            "choice": "multiple-choice answers name one option"}
-    parts = [f"`{m}`: " + ", ".join(f"{number(r)} of {number(n)} {said[kind]}" for kind, (r, n) in kinds.items())
-             for m, kinds in _answer_formats(results, benchmarks).items() if kinds]
+                parts.append(
+                    f"`{m}` is "
+                    + ", ".join(
+                        f"{relation} chance on {len(names)} ({', '.join(names)})"
+                        for relation, names in by_relation.items()
+                    )
+                )
+        out["chance"] = (
+            "Random guessing (a fair coin for yes/no, a random option letter for multiple "
+            f"choice) would score {levels}; " + "; ".join(parts) + "."
+        )
+    said = {
+        "yes/no": "answers to yes/no questions read as a yes or a no",
+        "choice": "multiple-choice answers name one option",
+    }
+    parts = [
+        f"`{m}`: " + ", ".join(f"{number(r)} of {number(n)} {said[kind]}" for kind, (r, n) in kinds.items())
+        for m, kinds in _answer_formats(results, benchmarks).items()
+        if kinds
+    ]
     if parts:
         out["formats"] = "What the scorer could read: " + "; ".join(parts) + "."
     answers = sum(len(rows) for rows in benchmarks.values()) * len(models)
-    out["time"] = (f"Generating {number(answers)} answers ({len(models)} checkpoint{'s' if len(models) > 1 else ''}"
-                   f" × {len(benchmarks)} benchmarks) took {seconds:.1f} s.")
+    out["time"] = (
+        f"Generating {number(answers)} answers ({len(models)} checkpoint{'s' if len(models) > 1 else ''}"
+        f" × {len(benchmarks)} benchmarks) took {seconds:.1f} s."
+    )
     return out
 
 

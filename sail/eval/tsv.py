@@ -46,10 +46,29 @@ _TRAILING = ("answer", "category", "l2-category")
 _OPTION_LETTERS = tuple(string.ascii_uppercase)
 # Cells pandas reads as missing by default.  VLMEvalKit loads its TSVs with pandas' defaults, so
 # an option (or hint) cell spelled like this is absent for it: the option is not offered.
-_PANDAS_NA_TOKENS = frozenset({
-    "", "#N/A", "#N/A N/A", "#NA", "-1.#IND", "-1.#QNAN", "-NaN", "-nan", "1.#IND", "1.#QNAN",
-    "<NA>", "N/A", "NA", "NULL", "NaN", "None", "n/a", "nan", "null",
-})
+_PANDAS_NA_TOKENS = frozenset(
+    {
+        "",
+        "#N/A",
+        "#N/A N/A",
+        "#NA",
+        "-1.#IND",
+        "-1.#QNAN",
+        "-NaN",
+        "-nan",
+        "1.#IND",
+        "1.#QNAN",
+        "<NA>",
+        "N/A",
+        "NA",
+        "NULL",
+        "NaN",
+        "None",
+        "n/a",
+        "nan",
+        "null",
+    }
+)
 _MAX_REFERENCE_LENGTH = 64
 # Largest image (width * height) decoded; the same default as the curation funnel's
 # FunnelConfig.max_pixels (not imported: sail.data pulls sklearn and imagehash into evaluation).
@@ -93,8 +112,7 @@ def decode_image(data: str, max_pixels: int = MAX_PIXELS) -> Image.Image:
     except Image.DecompressionBombError as err:
         # PIL refuses images above 2 * Image.MAX_IMAGE_PIXELS in Image.open itself.
         found = _PIL_PIXEL_COUNT.search(str(err))
-        raise _too_many_pixels(int(found.group(1)) if found else None, max_pixels,
-                               str(err)) from None
+        raise _too_many_pixels(int(found.group(1)) if found else None, max_pixels, str(err)) from None
 
 
 class _RowError(ValueError):
@@ -110,9 +128,8 @@ def _undecodable_byte(path: Path) -> str | None:
             try:
                 line.decode("utf-8")
             except UnicodeDecodeError as err:
-                bad = line[err.start:err.end]
-                return (f"byte(s) {bad.hex(' ')} at byte offset {offset + err.start} "
-                        f"(line {line_number}): {err.reason}")
+                bad = line[err.start : err.end]
+                return f"byte(s) {bad.hex(' ')} at byte offset {offset + err.start} (line {line_number}): {err.reason}"
             offset += len(line)
     return None
 
@@ -162,8 +179,9 @@ def read_tsv(path: str | Path, max_pixels: int = MAX_PIXELS) -> list[dict]:
             # A row with more fields than the header is an error, not a silently dropped cell
             # (nor, as pandas would do by default, a shift of every column by one).
             warnings.simplefilter("error", pd.errors.ParserWarning)
-            frame = pd.read_csv(path, sep="\t", dtype=str, keep_default_na=False,
-                                na_filter=False, index_col=False, encoding="utf-8-sig")
+            frame = pd.read_csv(
+                path, sep="\t", dtype=str, keep_default_na=False, na_filter=False, index_col=False, encoding="utf-8-sig"
+            )
     except UnicodeDecodeError as err:
         where = _undecodable_byte(path) or str(err)
         raise ValueError(f"{path}: not UTF-8 text: {where}") from None
@@ -173,8 +191,7 @@ def read_tsv(path: str | Path, max_pixels: int = MAX_PIXELS) -> list[dict]:
         raise ValueError(f"{path}: empty file (no header row)") from None
     missing = [c for c in REQUIRED_COLUMNS if c not in frame.columns]
     if missing:
-        raise ValueError(
-            f"{path}: missing required column(s) {missing}; found {list(frame.columns)}")
+        raise ValueError(f"{path}: missing required column(s) {missing}; found {list(frame.columns)}")
     letters = [c for c in frame.columns if c in _OPTION_LETTERS]
     records = frame.to_dict(orient="records")
 
@@ -185,8 +202,7 @@ def read_tsv(path: str | Path, max_pixels: int = MAX_PIXELS) -> list[dict]:
         if index is None:
             raise ValueError(f"{path}: {_row_label(pos, None)}: empty index")
         if index in seen:
-            raise ValueError(f"{path}: {_row_label(pos, index)}: index already used by "
-                             f"row {seen[index] + 1}")
+            raise ValueError(f"{path}: {_row_label(pos, index)}: index already used by row {seen[index] + 1}")
         seen[index] = pos
         indices.append(index)
     as_int = bool(indices) and all(_INTEGER.fullmatch(i) for i in indices)
@@ -227,8 +243,7 @@ def read_tsv(path: str | Path, max_pixels: int = MAX_PIXELS) -> list[dict]:
                 target = seen.get(cell)
                 target_cell = _cell(records[target]["image"]) if target is not None else None
                 if target_cell is None or len(target_cell) <= _MAX_REFERENCE_LENGTH:
-                    raise _RowError(f"image cell {cell!r} is neither image data nor the index of a "
-                                    "row with image data")
+                    raise _RowError(f"image cell {cell!r} is neither image data nor the index of a row with image data")
                 cell = target_cell
             image = image_of(pos, cell)
         except _RowError as err:
@@ -244,7 +259,8 @@ def read_tsv(path: str | Path, max_pixels: int = MAX_PIXELS) -> list[dict]:
         row["index"] = int(index) if as_int else index
         row["image"] = image
         row["choices"] = {
-            letter: str(rec[letter]) for letter in letters
+            letter: str(rec[letter])
+            for letter in letters
             if _cell(rec[letter]) is not None and str(rec[letter]) not in _PANDAS_NA_TOKENS
         }
         rows.append(row)
@@ -254,13 +270,13 @@ def read_tsv(path: str | Path, max_pixels: int = MAX_PIXELS) -> list[dict]:
 def _image_cell(value, label: str) -> str:
     if isinstance(value, Image.Image):
         return encode_image(value)
-    if isinstance(value, (list, tuple)) and value and all(
-            isinstance(v, Image.Image) for v in value):
+    if isinstance(value, (list, tuple)) and value and all(isinstance(v, Image.Image) for v in value):
         return str([encode_image(v) for v in value])
     if isinstance(value, str) and value:
         return value  # already base64, or a reference to another row's index
-    raise ValueError(f"{label}: image must be a PIL image, a list of them, or a base64 string; "
-                     f"got {type(value).__name__}")
+    raise ValueError(
+        f"{label}: image must be a PIL image, a list of them, or a base64 string; got {type(value).__name__}"
+    )
 
 
 def _text_cell(value) -> str:

@@ -8,15 +8,22 @@ import json
 import shutil
 import time
 import warnings
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from collections.abc import Sequence
-
 from transformers import AutoTokenizer, PreTrainedTokenizerBase, Qwen2ForCausalLM
 
-from sail.foundations.language import (answer_accuracy, build_language_model, context_caption_score, copy_drills,
-                                       language_report, lm_collate, lm_examples, world_text)
+from sail.foundations.language import (
+    answer_accuracy,
+    build_language_model,
+    context_caption_score,
+    copy_drills,
+    language_report,
+    lm_collate,
+    lm_examples,
+    world_text,
+)
 from sail.foundations.vision import CellAttributeProbe, build_vision_probe, probe_collate, vision_report
 from sail.manifest import atomic_write_json
 from sail.model import Geometry, add_image_tokens, train_world_tokenizer
@@ -40,13 +47,15 @@ class FoundationBudget:
     its cap, world text over `language_schedule_steps` (None: over its cap).
 
     Why this design (`bench/foundations.py`, results in `bench/results/`): a copy circuit forms in
-    a sudden transition at a random step. A fixed 100-step drill followed by world text often
-    never got there: on 4 seeds, 1 of 4 runs with a 600-step cap and 3 of 4 with a 2500-step cap
-    read their context, after 500 to 1800 steps. Drilling until held-out drills are copied (0.9
-    teacher-forced accuracy, 125 to 225 steps) makes the transition happen in the drill, where
-    nothing but copying lowers the loss; world text under a short cosine then reads within 150 to
-    350 steps in 10 of 10 seeds. The cosine matters: with the rate held at its peak, 2 of 10 seeds
-    stalled below the target by step 400.
+    a sudden transition at a random step. After a fixed 100-step drill, world text often never got
+    there (4 seeds on an H100: 1 of 4 read their context within a 600-step cap, 3 of 4 within
+    2500, after 500 to 1800 steps). Drilling until held-out drills are copied (0.9 teacher-forced
+    accuracy, 125 to 225 steps) moves the transition into the drill, where nothing but copying
+    lowers the loss; world text then reads within a few hundred steps (10 of 10 seeds on the
+    H100). The cosine matters: with the rate held at its peak, 2 of 10 seeds stalled below the
+    target by step 400. On this 2-core machine (1 thread), a cosine ending at the 400-step cap
+    left 2 of 8 seeds below the target, while a 500-step cosine brought 9 of 10 there by step 400
+    (median 200): so the cosine is planned over 500 steps and the run capped at 400.
     """
 
     language_drill_steps: int = 400
@@ -100,8 +109,12 @@ def load_foundations(directory: str | Path) -> Foundations | None:
     directory = Path(directory)
     if not (directory / REPORT).exists():
         return None
-    return Foundations(directory / "tokenizer", directory / "language", directory / "vision",
-                       json.loads((directory / REPORT).read_text()))
+    return Foundations(
+        directory / "tokenizer",
+        directory / "language",
+        directory / "vision",
+        json.loads((directory / REPORT).read_text()),
+    )
 
 
 def _changes(old: dict, new: dict, prefix: str = "") -> list[str]:
@@ -132,9 +145,17 @@ def _claim(directory: Path, key: dict) -> None:
     atomic_write_json(started, key)
 
 
-def pretrain_language(runs: Path, geometry: Geometry, tokenizer: PreTrainedTokenizerBase, budget: FoundationBudget,
-                      train_records: Sequence[dict], heldout: Sequence[dict], *, seed: int = 0,
-                      progress: bool = True) -> tuple[Qwen2ForCausalLM, dict]:
+def pretrain_language(
+    runs: Path,
+    geometry: Geometry,
+    tokenizer: PreTrainedTokenizerBase,
+    budget: FoundationBudget,
+    train_records: Sequence[dict],
+    heldout: Sequence[dict],
+    *,
+    seed: int = 0,
+    progress: bool = True,
+) -> tuple[Qwen2ForCausalLM, dict]:
     """The LM foundation: a copy drill until it copies, then world text until it reads its context.
 
     Returns the model and its report: every drill and reading check, whether each target was
@@ -153,58 +174,105 @@ def pretrain_language(runs: Path, geometry: Geometry, tokenizer: PreTrainedToken
         drill_stage = Stage(
             name="foundation-language-drill",
             data=copy_drills(tokenizer, budget.language_drill_steps * budget.batch_size, seed),
-            collate=lm_collate(tokenizer, budget.language_packed), trainable=("",), lr=budget.language_lr, batch_size=budget.batch_size,
-            max_steps=budget.language_drill_steps, seed=seed, check_every=budget.language_drill_check_every,
-            done_when=copies if budget.language_drill_check_every else None, min_lr_ratio=budget.language_min_lr_ratio)
+            collate=lm_collate(tokenizer, budget.language_packed),
+            trainable=("",),
+            lr=budget.language_lr,
+            batch_size=budget.batch_size,
+            max_steps=budget.language_drill_steps,
+            seed=seed,
+            check_every=budget.language_drill_check_every,
+            done_when=copies if budget.language_drill_check_every else None,
+            min_lr_ratio=budget.language_min_lr_ratio,
+        )
         drill_run = train(language, drill_stage, runs / "language-drill", progress=progress)
     reading_checks: list[dict] = []
 
     # The checks score one half of the held-out records and the report the other, so stopping
     # once a check passes does not flatter the reported number.
-    report_records, check_records = heldout[: len(heldout) // 2], heldout[len(heldout) // 2:]
+    report_records, check_records = heldout[: len(heldout) // 2], heldout[len(heldout) // 2 :]
 
     def reads_its_context(model, step: int) -> bool:
         score = context_caption_score(model, tokenizer, check_records)["pair_f1"]
-        reading_checks.append({"step": step, "context_caption_pair_f1": score,
-                               "seconds": round((drill_run.seconds if drill_run else 0) + time.perf_counter() - begun, 1)})
+        reading_checks.append(
+            {
+                "step": step,
+                "context_caption_pair_f1": score,
+                "seconds": round((drill_run.seconds if drill_run else 0) + time.perf_counter() - begun, 1),
+            }
+        )
         return score >= budget.language_reading_target
 
     language_stage = Stage(
-        name="foundation-language", data=lm_examples(train_records[: budget.language_records], tokenizer, seed=seed),
-        collate=lm_collate(tokenizer, budget.language_packed), trainable=("",), lr=budget.language_lr, batch_size=budget.batch_size,
-        max_steps=budget.language_steps, schedule_steps=budget.language_schedule_steps, seed=seed,
+        name="foundation-language",
+        data=lm_examples(train_records[: budget.language_records], tokenizer, seed=seed),
+        collate=lm_collate(tokenizer, budget.language_packed),
+        trainable=("",),
+        lr=budget.language_lr,
+        batch_size=budget.batch_size,
+        max_steps=budget.language_steps,
+        schedule_steps=budget.language_schedule_steps,
+        seed=seed,
         check_every=budget.language_check_every,
-        done_when=reads_its_context if budget.language_check_every else None, min_lr_ratio=budget.language_min_lr_ratio)
+        done_when=reads_its_context if budget.language_check_every else None,
+        min_lr_ratio=budget.language_min_lr_ratio,
+    )
     begun = time.perf_counter()
     language_run = train(language, language_stage, runs / "language", progress=progress)
     drill_history = drill_run.history if drill_run else []
     return language, {
-        "drill_steps": len(drill_history), "drill_checks": drill_checks, "copies": bool(drill_run and drill_run.done_early),
-        "steps": language_run.steps, "reached_reading_target": language_run.done_early, "reading_checks": reading_checks,
+        "drill_steps": len(drill_history),
+        "drill_checks": drill_checks,
+        "copies": bool(drill_run and drill_run.done_early),
+        "steps": language_run.steps,
+        "reached_reading_target": language_run.done_early,
+        "reading_checks": reading_checks,
         "tokens": (drill_run.tokens if drill_run else 0) + language_run.tokens,
         "seconds": round((drill_run.seconds if drill_run else 0) + language_run.seconds, 1),
         "final_train_loss": language_run.history[-1]["loss"],
         **language_report(language, tokenizer, report_records, seed=seed),
-        "loss_curves": {"language (copy drill)": [h["loss"] for h in drill_history],
-                        "language": [h["loss"] for h in language_run.history]},
+        "loss_curves": {
+            "language (copy drill)": [h["loss"] for h in drill_history],
+            "language": [h["loss"] for h in language_run.history],
+        },
     }
 
 
-def pretrain_vision(runs: Path, geometry: Geometry, budget: FoundationBudget, train_records: Sequence[dict],
-                    heldout: Sequence[dict], *, seed: int = 0, progress: bool = True) -> tuple[CellAttributeProbe, dict]:
+def pretrain_vision(
+    runs: Path,
+    geometry: Geometry,
+    budget: FoundationBudget,
+    train_records: Sequence[dict],
+    heldout: Sequence[dict],
+    *,
+    seed: int = 0,
+    progress: bool = True,
+) -> tuple[CellAttributeProbe, dict]:
     """The ViT foundation: an InternViT under per-cell attribute heads; the probe and its report."""
     probe = build_vision_probe(geometry)
     stage = Stage(
-        name="foundation-vision", data=train_records[: budget.vision_records], collate=probe_collate(geometry),
-        trainable=("",), lr=budget.vision_lr, batch_size=budget.batch_size, max_steps=budget.vision_steps, seed=seed)
+        name="foundation-vision",
+        data=train_records[: budget.vision_records],
+        collate=probe_collate(geometry),
+        trainable=("",),
+        lr=budget.vision_lr,
+        batch_size=budget.batch_size,
+        max_steps=budget.vision_steps,
+        seed=seed,
+    )
     run = train(probe, stage, runs / "vision", progress=progress)
-    return probe, {"steps": run.steps, "tokens": run.tokens, "seconds": round(run.seconds, 1),
-                   "final_train_loss": run.history[-1]["loss"], **vision_report(probe, geometry, heldout),
-                   "loss_curve": [h["loss"] for h in run.history]}
+    return probe, {
+        "steps": run.steps,
+        "tokens": run.tokens,
+        "seconds": round(run.seconds, 1),
+        "final_train_loss": run.history[-1]["loss"],
+        **vision_report(probe, geometry, heldout),
+        "loss_curve": [h["loss"] for h in run.history],
+    }
 
 
-def build_foundations(directory: str | Path, geometry: Geometry, budget: FoundationBudget, *, seed: int = 0,
-                      progress: bool = True) -> Foundations:
+def build_foundations(
+    directory: str | Path, geometry: Geometry, budget: FoundationBudget, *, seed: int = 0, progress: bool = True
+) -> Foundations:
     """Train tokenizer, LM and ViT on the world's train split; report on its validation split.
 
     Reuses a finished build whose key (budget, geometry, seed, code version) matches, resumes an
@@ -226,12 +294,14 @@ def build_foundations(directory: str | Path, geometry: Geometry, budget: Foundat
     tokenizer.save_pretrained(directory / "tokenizer")
     tokenizer = AutoTokenizer.from_pretrained(directory / "tokenizer")
 
-    language, language_part = pretrain_language(directory / "runs", geometry, tokenizer, budget, train_records,
-                                                heldout, seed=seed, progress=progress)
+    language, language_part = pretrain_language(
+        directory / "runs", geometry, tokenizer, budget, train_records, heldout, seed=seed, progress=progress
+    )
     language.save_pretrained(directory / "language")
 
-    probe, vision_part = pretrain_vision(directory / "runs", geometry, budget, train_records, heldout, seed=seed,
-                                         progress=progress)
+    probe, vision_part = pretrain_vision(
+        directory / "runs", geometry, budget, train_records, heldout, seed=seed, progress=progress
+    )
     probe.encoder.save_pretrained(directory / "vision")
 
     report = {
@@ -254,16 +324,29 @@ def capped_warning(foundations: Foundations) -> str | None:
         return None
     language, target = foundations.report["language"], foundations.report["budget"]["language_reading_target"]
     checks = language["reading_checks"]
-    measured = (f"held-out context-caption pair F1 {checks[-1]['context_caption_pair_f1']:.3f} < {target}" if checks
-                else "no reading check ran")
-    return (f"the LM foundation stopped at its cap of {language['steps']} steps below its reading target "
-            f"({measured}): every stage built on it starts from an LM that may not read its context; "
-            f"raise lm_steps or change the seed")
+    measured = (
+        f"held-out context-caption pair F1 {checks[-1]['context_caption_pair_f1']:.3f} < {target}"
+        if checks
+        else "no reading check ran"
+    )
+    return (
+        f"the LM foundation stopped at its cap of {language['steps']} steps below its reading target "
+        f"({measured}): every stage built on it starts from an LM that may not read its context; "
+        f"raise lm_steps or change the seed"
+    )
 
 
-def foundation_parts(profile: str, geometry: Geometry, *, directory: str | Path, budget: FoundationBudget,
-                     vision_checkpoint: str = "", language_checkpoint: str = "", seed: int = 0,
-                     progress: bool = True) -> tuple[PreTrainedTokenizerBase, Path, Path, dict | None]:
+def foundation_parts(
+    profile: str,
+    geometry: Geometry,
+    *,
+    directory: str | Path,
+    budget: FoundationBudget,
+    vision_checkpoint: str = "",
+    language_checkpoint: str = "",
+    seed: int = 0,
+    progress: bool = True,
+) -> tuple[PreTrainedTokenizerBase, Path, Path, dict | None]:
     """Tokenizer, vision dir and language dir for a profile: the tiny profile builds (or reuses)
     its own foundations; small/full take real pretrained checkpoints from local paths."""
     if profile == "tiny":
@@ -272,10 +355,22 @@ def foundation_parts(profile: str, geometry: Geometry, *, directory: str | Path,
             warnings.warn(warning, stacklevel=2)
         return AutoTokenizer.from_pretrained(built.tokenizer_dir), built.vision_dir, built.language_dir, built.report
     if not (vision_checkpoint and language_checkpoint):
-        raise ValueError(f"profile {profile!r} starts from pretrained checkpoints: set vision_checkpoint and language_checkpoint")
+        raise ValueError(
+            f"profile {profile!r} starts from pretrained checkpoints: set vision_checkpoint and language_checkpoint"
+        )
     tokenizer = add_image_tokens(AutoTokenizer.from_pretrained(language_checkpoint))
     return tokenizer, Path(vision_checkpoint), Path(language_checkpoint), None
 
 
-__all__ = ["foundation_parts", "FoundationBudget", "Foundations", "build_foundations", "capped_warning", "code_version",
-           "foundation_key", "load_foundations", "pretrain_language", "pretrain_vision"]
+__all__ = [
+    "foundation_parts",
+    "FoundationBudget",
+    "Foundations",
+    "build_foundations",
+    "capped_warning",
+    "code_version",
+    "foundation_key",
+    "load_foundations",
+    "pretrain_language",
+    "pretrain_vision",
+]

@@ -26,8 +26,8 @@ from transformers import PreTrainedTokenizerBase, Qwen2ForCausalLM
 from sail.caption import CAPTION_PROMPT
 from sail.model import Geometry, conversation, text_config
 from sail.model.chat import encode_texts
-from sail.train import pack_batch, validation_loss
 from sail.model.tokenizer import IMAGE_CONTEXT, IMAGE_END, IMAGE_START, TURN_END, TURN_START
+from sail.train import pack_batch, validation_loss
 from sail.world import CAPTION_SOURCES, CELLS, COLOURS, SHAPES, SIZES, score_captions, teacher_caption
 
 
@@ -62,8 +62,10 @@ LIST_PROMPT = "List what you see."
 
 
 def cell_answer(record: dict, cell: str) -> str:
-    return next((f"a {o['size']} {o['colour']} {o['shape']}" for o in record["objects"] if o["cell"] == cell),
-                next((f'the text "{t["text"]}"' for t in record["texts"] if t["cell"] == cell), "nothing"))
+    return next(
+        (f"a {o['size']} {o['colour']} {o['shape']}" for o in record["objects"] if o["cell"] == cell),
+        next((f'the text "{t["text"]}"' for t in record["texts"] if t["cell"] == cell), "nothing"),
+    )
 
 
 def lookup_text(tokenizer: PreTrainedTokenizerBase, record: dict, rng: random.Random) -> tuple[str, list[str]]:
@@ -105,8 +107,9 @@ def copy_drills(tokenizer: PreTrainedTokenizerBase, n: int, seed: int) -> list[t
 MIXTURE = {"caption_with_context": 0.55, "cell_lookup": 0.15, "context_copy": 0.10, "plain_caption": 0.20}
 
 
-def lm_examples(records: Sequence[dict], tokenizer: PreTrainedTokenizerBase, *, seed: int,
-                mixture: dict[str, float] = MIXTURE) -> list[tuple[str, list[str]]]:
+def lm_examples(
+    records: Sequence[dict], tokenizer: PreTrainedTokenizerBase, *, seed: int, mixture: dict[str, float] = MIXTURE
+) -> list[tuple[str, list[str]]]:
     """(sequence, answers) pairs, one per record, drawn by `mixture`; the loss goes on the answers."""
     rng = random.Random(seed)
     sources = list(CAPTION_SOURCES.values())
@@ -152,6 +155,7 @@ def lm_collate(tokenizer: PreTrainedTokenizerBase, packed: bool = False):
     0.47 and 0.73, against a median of 0.93 on padded LMs of the default design. Why is not yet
     understood.
     """
+
     def collate(rows: list[tuple[str, list[str]]]) -> dict:
         batch = encode_texts(tokenizer, [text for text, _ in rows], [answers for _, answers in rows])
         return pack_batch(batch, PACKED_ROW, tokenizer.pad_token_id) if packed else batch
@@ -160,8 +164,9 @@ def lm_collate(tokenizer: PreTrainedTokenizerBase, packed: bool = False):
 
 
 @torch.no_grad()
-def answer_accuracy(model: Qwen2ForCausalLM, tokenizer: PreTrainedTokenizerBase,
-                    examples: Sequence[tuple[str, list[str]]]) -> float:
+def answer_accuracy(
+    model: Qwen2ForCausalLM, tokenizer: PreTrainedTokenizerBase, examples: Sequence[tuple[str, list[str]]]
+) -> float:
     """Share of answer tokens the LM predicts exactly, given the true ones before them (teacher
     forcing): on copy drills, how well it copies."""
     was_training = model.training
@@ -177,33 +182,45 @@ def answer_accuracy(model: Qwen2ForCausalLM, tokenizer: PreTrainedTokenizerBase,
 
 
 @torch.no_grad()
-def language_report(model: Qwen2ForCausalLM, tokenizer: PreTrainedTokenizerBase, records: Sequence[dict],
-                    seed: int = 0) -> dict[str, float]:
+def language_report(
+    model: Qwen2ForCausalLM, tokenizer: PreTrainedTokenizerBase, records: Sequence[dict], seed: int = 0
+) -> dict[str, float]:
     """Held-out loss per answer token: teacher captions with context (conditional), and each
     caption source without it (plain)."""
     rng = random.Random(seed)
     captions = [teacher_caption(r, rng) for r in records]
     suites = {"conditional_teacher": [(read_context_text(tokenizer, r, c), [c]) for r, c in zip(records, captions)]}
     for name, source in CAPTION_SOURCES.items():
-        suites[f"plain_{name}"] = [(plain_text(c), [c]) for c in
-                                   (captions if name == "teacher" else [source(r, rng) for r in records])]
+        suites[f"plain_{name}"] = [
+            (plain_text(c), [c]) for c in (captions if name == "teacher" else [source(r, rng) for r in records])
+        ]
     collate = lm_collate(tokenizer)
-    report = {f"{name}_loss": validation_loss(model, collate, examples, batch_size=64) for name, examples in suites.items()}
+    report = {
+        f"{name}_loss": validation_loss(model, collate, examples, batch_size=64) for name, examples in suites.items()
+    }
     report["context_caption_pair_f1"] = context_caption_score(model, tokenizer, records[:128])["pair_f1"]
     return report
 
 
 @torch.no_grad()
-def context_caption_score(model: Qwen2ForCausalLM, tokenizer: PreTrainedTokenizerBase,
-                          records: Sequence[dict]) -> dict[str, float]:
+def context_caption_score(
+    model: Qwen2ForCausalLM, tokenizer: PreTrainedTokenizerBase, records: Sequence[dict]
+) -> dict[str, float]:
     """Greedy captions written from the context words alone, scored against the records: how well
     the LM reads its context (an LM that ignores it scores near zero)."""
     prompts = []
     for record in records:
         text = read_context_text(tokenizer, record, "")
         prompts.append(text[: text.rindex(f"{TURN_START}assistant\n") + len(f"{TURN_START}assistant\n")])
-    batch = tokenizer(prompts, padding=True, padding_side="left", add_special_tokens=False, return_tensors="pt").to(model.device)
-    output = model.generate(**batch, max_new_tokens=128, do_sample=False, eos_token_id=tokenizer.eos_token_id,
-                            pad_token_id=tokenizer.pad_token_id)
-    captions = tokenizer.batch_decode(output[:, batch["input_ids"].shape[1]:], skip_special_tokens=True)
+    batch = tokenizer(prompts, padding=True, padding_side="left", add_special_tokens=False, return_tensors="pt").to(
+        model.device
+    )
+    output = model.generate(
+        **batch,
+        max_new_tokens=128,
+        do_sample=False,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+    )
+    captions = tokenizer.batch_decode(output[:, batch["input_ids"].shape[1] :], skip_special_tokens=True)
     return score_captions([c.strip() for c in captions], list(records))

@@ -1,15 +1,47 @@
 """The VLM: transformers' InternVL with our tokenizer, processor, chat template and label masking."""
 
-from sail.model.build import (GEOMETRIES, Geometry, build_vlm, compose_vlm, geometry_table, parameter_counts,
-                              text_config, vision_config)
-from sail.model.chat import (IGNORE_INDEX, TemplateMismatchError, assistant_labels, conversation,
-                             encode_conversations, generate, generate_answers)
+from sail.model.build import (
+    GEOMETRIES,
+    Geometry,
+    build_vlm,
+    compose_vlm,
+    geometry_table,
+    parameter_counts,
+    text_config,
+    vision_config,
+)
+from sail.model.chat import (
+    IGNORE_INDEX,
+    TemplateMismatchError,
+    assistant_labels,
+    conversation,
+    encode_conversations,
+    generate,
+    generate_answers,
+)
 from sail.model.processor import ImageOnlyInternVLProcessor, image_processor, make_processor
 from sail.model.tokenizer import CHAT_TEMPLATE, add_image_tokens, train_world_tokenizer
 
 __all__ = [
-    "CHAT_TEMPLATE", "GEOMETRIES", "IGNORE_INDEX", "Geometry", "ImageOnlyInternVLProcessor", "TemplateMismatchError",
-    "add_image_tokens", "assistant_labels", "build_vlm", "compose_vlm", "conversation", "encode_conversations",
-    "generate", "generate_answers", "geometry_table", "image_processor", "make_processor", "parameter_counts", "text_config",
-    "train_world_tokenizer", "vision_config",
+    "CHAT_TEMPLATE",
+    "GEOMETRIES",
+    "IGNORE_INDEX",
+    "Geometry",
+    "ImageOnlyInternVLProcessor",
+    "TemplateMismatchError",
+    "add_image_tokens",
+    "assistant_labels",
+    "build_vlm",
+    "compose_vlm",
+    "conversation",
+    "encode_conversations",
+    "generate",
+    "generate_answers",
+    "geometry_table",
+    "image_processor",
+    "make_processor",
+    "parameter_counts",
+    "text_config",
+    "train_world_tokenizer",
+    "vision_config",
 ]

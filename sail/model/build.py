@@ -52,24 +52,65 @@ class Geometry:
         """Tokens per tile after the 0.5 pixel shuffle: (tile/patch)^2 / 4."""
         side = self.tile_size // self.patch_size
         if self.tile_size % self.patch_size or side % 2:
-            raise ValueError(f"tile {self.tile_size} / patch {self.patch_size} must be an even integer for pixel shuffle 0.5")
+            raise ValueError(
+                f"tile {self.tile_size} / patch {self.patch_size} must be an even integer for pixel shuffle 0.5"
+            )
         return side * side // 4
 
 
 GEOMETRIES: dict[str, Geometry] = {
     # ~2M parameters: 96 px tiles, 8x8 patches -> 16 image tokens per tile.
-    "tiny": Geometry(tile_size=96, patch_size=12, vision_hidden=128, vision_layers=4, vision_heads=4,
-                     vision_intermediate=256, text_hidden=128, text_layers=4, text_heads=4, text_kv_heads=2,
-                     text_intermediate=384, vocab_size=1024, max_positions=512, tie_word_embeddings=True,
-                     layer_scale_init=1.0),
+    "tiny": Geometry(
+        tile_size=96,
+        patch_size=12,
+        vision_hidden=128,
+        vision_layers=4,
+        vision_heads=4,
+        vision_intermediate=256,
+        text_hidden=128,
+        text_layers=4,
+        text_heads=4,
+        text_kv_heads=2,
+        text_intermediate=384,
+        vocab_size=1024,
+        max_positions=512,
+        tie_word_embeddings=True,
+        layer_scale_init=1.0,
+    ),
     # InternViT-300M-448px + Qwen2.5-0.5B.
-    "small": Geometry(tile_size=448, patch_size=14, vision_hidden=1024, vision_layers=24, vision_heads=16,
-                      vision_intermediate=4096, text_hidden=896, text_layers=24, text_heads=14, text_kv_heads=2,
-                      text_intermediate=4864, vocab_size=151674, max_positions=32768, tie_word_embeddings=True),
+    "small": Geometry(
+        tile_size=448,
+        patch_size=14,
+        vision_hidden=1024,
+        vision_layers=24,
+        vision_heads=16,
+        vision_intermediate=4096,
+        text_hidden=896,
+        text_layers=24,
+        text_heads=14,
+        text_kv_heads=2,
+        text_intermediate=4864,
+        vocab_size=151674,
+        max_positions=32768,
+        tie_word_embeddings=True,
+    ),
     # InternViT-300M-448px + Qwen2.5-1.5B: the SAIL-VL-2B geometry.
-    "full": Geometry(tile_size=448, patch_size=14, vision_hidden=1024, vision_layers=24, vision_heads=16,
-                     vision_intermediate=4096, text_hidden=1536, text_layers=28, text_heads=12, text_kv_heads=2,
-                     text_intermediate=8960, vocab_size=151674, max_positions=32768, tie_word_embeddings=True),
+    "full": Geometry(
+        tile_size=448,
+        patch_size=14,
+        vision_hidden=1024,
+        vision_layers=24,
+        vision_heads=16,
+        vision_intermediate=4096,
+        text_hidden=1536,
+        text_layers=28,
+        text_heads=12,
+        text_kv_heads=2,
+        text_intermediate=8960,
+        vocab_size=151674,
+        max_positions=32768,
+        tie_word_embeddings=True,
+    ),
 }
 
 
@@ -103,7 +144,9 @@ def text_config(geometry: Geometry, tokenizer: PreTrainedTokenizerBase | None = 
     )
 
 
-def vlm_config(vision: InternVLVisionConfig, text: Qwen2Config, tokenizer: PreTrainedTokenizerBase | None) -> InternVLConfig:
+def vlm_config(
+    vision: InternVLVisionConfig, text: Qwen2Config, tokenizer: PreTrainedTokenizerBase | None
+) -> InternVLConfig:
     """Compose the InternVL config; the image token id must be the tokenizer's `<IMG_CONTEXT>`."""
     tile, patch = vision.image_size[0], vision.patch_size[0]
     side = tile // patch
@@ -120,7 +163,9 @@ def vlm_config(vision: InternVLVisionConfig, text: Qwen2Config, tokenizer: PreTr
     )
 
 
-def build_vlm(geometry: Geometry, tokenizer: PreTrainedTokenizerBase | None = None, *, meta: bool = False) -> InternVLForConditionalGeneration:
+def build_vlm(
+    geometry: Geometry, tokenizer: PreTrainedTokenizerBase | None = None, *, meta: bool = False
+) -> InternVLForConditionalGeneration:
     """A randomly initialised VLM; on the meta device it costs no memory (for counting)."""
     config = vlm_config(vision_config(geometry), text_config(geometry, tokenizer), tokenizer)
     if meta:
@@ -129,7 +174,9 @@ def build_vlm(geometry: Geometry, tokenizer: PreTrainedTokenizerBase | None = No
     return InternVLForConditionalGeneration(config)
 
 
-def compose_vlm(vision_dir: str | Path, language_dir: str | Path, tokenizer: PreTrainedTokenizerBase) -> InternVLForConditionalGeneration:
+def compose_vlm(
+    vision_dir: str | Path, language_dir: str | Path, tokenizer: PreTrainedTokenizerBase
+) -> InternVLForConditionalGeneration:
     """Join a pretrained InternViT and a pretrained causal LM (both HF format, local paths).
 
     The projector starts random, as in SAIL-VL's alignment stage. The LM's embeddings are resized
@@ -152,10 +199,17 @@ def compose_vlm(vision_dir: str | Path, language_dir: str | Path, tokenizer: Pre
 
 def _require_complete(result, source: str | Path) -> None:
     if result.missing_keys or result.unexpected_keys:
-        raise ValueError(f"checkpoint {source} does not fit: missing {result.missing_keys[:5]}, unexpected {result.unexpected_keys[:5]}")
+        raise ValueError(
+            f"checkpoint {source} does not fit: missing {result.missing_keys[:5]}, "
+            f"unexpected {result.unexpected_keys[:5]}"
+        )
 
 
-MODULES = {"vision": "model.vision_tower", "projector": "model.multi_modal_projector", "language": "model.language_model"}
+MODULES = {
+    "vision": "model.vision_tower",
+    "projector": "model.multi_modal_projector",
+    "language": "model.language_model",
+}
 
 
 def parameter_counts(model: PreTrainedModel) -> dict[str, int]:

@@ -37,11 +37,15 @@ def assistant_texts(messages: Sequence[dict]) -> list[str]:
     for message in messages:
         if message["role"] == "assistant":
             content = message["content"]
-            texts.append(content if isinstance(content, str) else "".join(i["text"] for i in content if i["type"] == "text"))
+            texts.append(
+                content if isinstance(content, str) else "".join(i["text"] for i in content if i["type"] == "text")
+            )
     return texts
 
 
-def assistant_labels(input_ids: Sequence[int], tokenizer: PreTrainedTokenizerBase, expected: Sequence[str]) -> list[int]:
+def assistant_labels(
+    input_ids: Sequence[int], tokenizer: PreTrainedTokenizerBase, expected: Sequence[str]
+) -> list[int]:
     """Labels that keep each assistant answer and its `<|im_end|>`; everything else is IGNORE_INDEX.
 
     Raises TemplateMismatchError when the spans found are not exactly the expected answers
@@ -66,7 +70,9 @@ def assistant_labels(input_ids: Sequence[int], tokenizer: PreTrainedTokenizerBas
         labels[content_start : end + 1] = ids[content_start : end + 1]
         position = end + 1
     if found != list(expected):
-        raise TemplateMismatchError(f"assistant turns in the tokens {found!r} differ from the conversation's {list(expected)!r}")
+        raise TemplateMismatchError(
+            f"assistant turns in the tokens {found!r} differ from the conversation's {list(expected)!r}"
+        )
     if all(label == IGNORE_INDEX for label in labels):
         raise TemplateMismatchError("every label is masked: there is nothing to train on")
     return labels
@@ -79,27 +85,41 @@ def _find(sequence: list[int], pattern: list[int], start: int) -> int:
     return -1
 
 
-def encode_conversations(processor: ProcessorMixin, images: Sequence[Image.Image], conversations: Sequence[list[dict]],
-                         max_length: int | None = None) -> dict[str, torch.Tensor]:
+def encode_conversations(
+    processor: ProcessorMixin,
+    images: Sequence[Image.Image],
+    conversations: Sequence[list[dict]],
+    max_length: int | None = None,
+) -> dict[str, torch.Tensor]:
     """A padded training batch: input_ids, attention_mask, pixel_values, labels, num_tokens."""
     texts = [processor.apply_chat_template(messages, tokenize=False) for messages in conversations]
     tokenizer = processor.tokenizer
     batch = processor(images=list(images), text=texts, padding=True, padding_side="right", return_tensors="pt")
     if max_length is not None and batch["input_ids"].shape[1] > max_length:
-        raise TemplateMismatchError(f"a sequence of {batch['input_ids'].shape[1]} tokens exceeds max_length {max_length}")
-    labels = mask_batch(batch["input_ids"], batch["attention_mask"], tokenizer, [assistant_texts(m) for m in conversations])
+        raise TemplateMismatchError(
+            f"a sequence of {batch['input_ids'].shape[1]} tokens exceeds max_length {max_length}"
+        )
+    labels = mask_batch(
+        batch["input_ids"], batch["attention_mask"], tokenizer, [assistant_texts(m) for m in conversations]
+    )
     return {**batch, "labels": labels, "num_tokens": int(batch["attention_mask"].sum())}
 
 
-def encode_texts(tokenizer: PreTrainedTokenizerBase, texts: Sequence[str], answers: Sequence[Sequence[str]]) -> dict[str, torch.Tensor]:
+def encode_texts(
+    tokenizer: PreTrainedTokenizerBase, texts: Sequence[str], answers: Sequence[Sequence[str]]
+) -> dict[str, torch.Tensor]:
     """A padded text-only batch (already rendered ChatML) with labels on the given answers."""
     batch = tokenizer(list(texts), padding=True, padding_side="right", add_special_tokens=False, return_tensors="pt")
     labels = mask_batch(batch["input_ids"], batch["attention_mask"], tokenizer, answers)
     return {**batch, "labels": labels, "num_tokens": int(batch["attention_mask"].sum())}
 
 
-def mask_batch(input_ids: torch.Tensor, attention_mask: torch.Tensor, tokenizer: PreTrainedTokenizerBase,
-               answers: Sequence[Sequence[str]]) -> torch.Tensor:
+def mask_batch(
+    input_ids: torch.Tensor,
+    attention_mask: torch.Tensor,
+    tokenizer: PreTrainedTokenizerBase,
+    answers: Sequence[Sequence[str]],
+) -> torch.Tensor:
     """Labels for a right-padded batch: each row's assistant answers, all else IGNORE_INDEX."""
     labels = torch.full_like(input_ids, IGNORE_INDEX)
     for row, expected in enumerate(answers):
@@ -107,10 +127,17 @@ def mask_batch(input_ids: torch.Tensor, attention_mask: torch.Tensor, tokenizer:
         labels[row, :length] = torch.tensor(assistant_labels(input_ids[row, :length].tolist(), tokenizer, expected))
     return labels
 
+
 @torch.no_grad()
-def generate_answers(model, processor: ProcessorMixin, conversations: Sequence[list[dict]],
-                     images: Sequence[Sequence[Image.Image]], *, max_new_tokens: int = 48,
-                     batch_size: int = 32) -> list[str]:
+def generate_answers(
+    model,
+    processor: ProcessorMixin,
+    conversations: Sequence[list[dict]],
+    images: Sequence[Sequence[Image.Image]],
+    *,
+    max_new_tokens: int = 48,
+    batch_size: int = 32,
+) -> list[str]:
     """Greedy answers to many conversations (each ending with a user turn, its images given in
     order), batched with left padding so every prompt ends where generation starts."""
     tokenizer = processor.tokenizer
@@ -122,12 +149,18 @@ def generate_answers(model, processor: ProcessorMixin, conversations: Sequence[l
             chunk = conversations[start : start + batch_size]
             texts = [processor.apply_chat_template(c, add_generation_prompt=True, tokenize=False) for c in chunk]
             pictures = [image for group in images[start : start + batch_size] for image in group]
-            inputs = processor(images=pictures or None, text=texts, padding=True, padding_side="left",
-                               return_tensors="pt").to(model.device)
+            inputs = processor(
+                images=pictures or None, text=texts, padding=True, padding_side="left", return_tensors="pt"
+            ).to(model.device)
             if "pixel_values" in inputs:
                 inputs["pixel_values"] = inputs["pixel_values"].to(model.dtype)
-            output = model.generate(**inputs, max_new_tokens=max_new_tokens, do_sample=False,
-                                    eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id)
+            output = model.generate(
+                **inputs,
+                max_new_tokens=max_new_tokens,
+                do_sample=False,
+                eos_token_id=tokenizer.eos_token_id,
+                pad_token_id=tokenizer.pad_token_id,
+            )
             new_tokens = output[:, inputs["input_ids"].shape[1] :]
             answers.extend(s.strip() for s in tokenizer.batch_decode(new_tokens, skip_special_tokens=True))
     finally:
@@ -135,8 +168,21 @@ def generate_answers(model, processor: ProcessorMixin, conversations: Sequence[l
     return answers
 
 
-def generate(model, processor: ProcessorMixin, images: Sequence[Image.Image], prompt: str, *,
-             max_new_tokens: int = 48, batch_size: int = 32) -> list[str]:
+def generate(
+    model,
+    processor: ProcessorMixin,
+    images: Sequence[Image.Image],
+    prompt: str,
+    *,
+    max_new_tokens: int = 48,
+    batch_size: int = 32,
+) -> list[str]:
     """Greedy answers to one prompt over many images."""
-    return generate_answers(model, processor, [conversation(prompt)] * len(images), [[image] for image in images],
-                            max_new_tokens=max_new_tokens, batch_size=batch_size)
+    return generate_answers(
+        model,
+        processor,
+        [conversation(prompt)] * len(images),
+        [[image] for image in images],
+        max_new_tokens=max_new_tokens,
+        batch_size=batch_size,
+    )

@@ -17,8 +17,15 @@ class ImageOnlyInternVLProcessor(InternVLProcessor):
     """
 
     def __init__(self, image_processor=None, tokenizer=None, image_seq_length: int = 256, chat_template=None, **kwargs):
-        InternVLProcessor.__init__(self, image_processor, tokenizer, None, image_seq_length=image_seq_length,
-                                   chat_template=chat_template, **kwargs)
+        InternVLProcessor.__init__(
+            self,
+            image_processor,
+            tokenizer,
+            None,
+            image_seq_length=image_seq_length,
+            chat_template=chat_template,
+            **kwargs,
+        )
 
 
 def image_processor(tile_size: int, max_tiles: int = 1) -> GotOcr2ImageProcessorPil:
@@ -34,7 +41,9 @@ def image_processor(tile_size: int, max_tiles: int = 1) -> GotOcr2ImageProcessor
     )
 
 
-def make_processor(tokenizer: PreTrainedTokenizerBase, tile_size: int, image_seq_length: int, max_tiles: int = 1) -> ImageOnlyInternVLProcessor:
+def make_processor(
+    tokenizer: PreTrainedTokenizerBase, tile_size: int, image_seq_length: int, max_tiles: int = 1
+) -> ImageOnlyInternVLProcessor:
     return ImageOnlyInternVLProcessor(
         image_processor=image_processor(tile_size, max_tiles),
         tokenizer=tokenizer,

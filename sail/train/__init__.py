@@ -2,8 +2,30 @@
 
 from sail.train.packing import pack_batch
 from sail.train.stage import Stage, set_trainable, warmup_cosine
-from sail.train.trainer import (CheckpointError, NonFiniteError, TrainResult, checkpoints, format_trainable,
-                                latest_checkpoint, make_accelerator, train, validation_loss)
+from sail.train.trainer import (
+    CheckpointError,
+    NonFiniteError,
+    TrainResult,
+    checkpoints,
+    format_trainable,
+    latest_checkpoint,
+    make_accelerator,
+    train,
+    validation_loss,
+)
 
-__all__ = ["CheckpointError", "NonFiniteError", "Stage", "TrainResult", "checkpoints", "format_trainable",
-           "latest_checkpoint", "make_accelerator", "pack_batch", "set_trainable", "train", "validation_loss", "warmup_cosine"]
+__all__ = [
+    "CheckpointError",
+    "NonFiniteError",
+    "Stage",
+    "TrainResult",
+    "checkpoints",
+    "format_trainable",
+    "latest_checkpoint",
+    "make_accelerator",
+    "pack_batch",
+    "set_trainable",
+    "train",
+    "validation_loss",
+    "warmup_cosine",
+]

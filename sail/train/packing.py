@@ -41,11 +41,16 @@ def pack_batch(batch: dict[str, torch.Tensor], row_length: int, pad_token_id: in
         start = 0
         for index in members:
             length = lengths[index]
-            input_ids[row, start:start + length] = batch["input_ids"][index, :length]
-            labels[row, start:start + length] = batch["labels"][index, :length]
-            position_ids[row, start:start + length] = torch.arange(length)
+            input_ids[row, start : start + length] = batch["input_ids"][index, :length]
+            labels[row, start : start + length] = batch["labels"][index, :length]
+            position_ids[row, start : start + length] = torch.arange(length)
             start += length
         position_ids[row, start:] = torch.arange(row_length - start)
     # Without a cache transformers looks for the restarts; with one it would let rows see across them.
-    return {"input_ids": input_ids, "labels": labels, "position_ids": position_ids, "use_cache": False,
-            "num_tokens": int(sum(lengths))}
+    return {
+        "input_ids": input_ids,
+        "labels": labels,
+        "position_ids": position_ids,
+        "use_cache": False,
+        "num_tokens": int(sum(lengths)),
+    }

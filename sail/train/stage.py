@@ -68,11 +68,13 @@ def set_trainable(model: nn.Module, paths: Sequence[str]) -> list[dict[str, obje
     rows = []
     for name, module in _top_level_modules(model):
         params = list(module.parameters())
-        rows.append({
-            "module": name,
-            "parameters": sum(p.numel() for p in params),
-            "trainable": sum(p.numel() for p in params if p.requires_grad),
-        })
+        rows.append(
+            {
+                "module": name,
+                "parameters": sum(p.numel() for p in params),
+                "trainable": sum(p.numel() for p in params if p.requires_grad),
+            }
+        )
     return rows
 
 

@@ -69,8 +69,13 @@ class TrainResult:
     done_early: bool = False
 
 
-def make_accelerator(deepspeed_config: str | Path | dict | None = None, *, batch_size: int = 1,
-                     max_grad_norm: float = 1.0, mixed_precision: str = "no") -> Accelerator:
+def make_accelerator(
+    deepspeed_config: str | Path | dict | None = None,
+    *,
+    batch_size: int = 1,
+    max_grad_norm: float = 1.0,
+    mixed_precision: str = "no",
+) -> Accelerator:
     """A plain Accelerator, or one driving DeepSpeed from a JSON config (which also runs on CPU)."""
     if deepspeed_config is None:
         return Accelerator(mixed_precision=mixed_precision)
@@ -84,12 +89,17 @@ def make_accelerator(deepspeed_config: str | Path | dict | None = None, *, batch
         deepspeed.ops.__compatible_ops__["deepspeed_shm_comm"] = False
     config = deepspeed_config if isinstance(deepspeed_config, dict) else json.loads(Path(deepspeed_config).read_text())
     world = int(os.environ["WORLD_SIZE"])
-    filled = {"train_micro_batch_size_per_gpu": batch_size, "gradient_accumulation_steps": 1,
-              "gradient_clipping": max_grad_norm, "train_batch_size": batch_size * world}
+    filled = {
+        "train_micro_batch_size_per_gpu": batch_size,
+        "gradient_accumulation_steps": 1,
+        "gradient_clipping": max_grad_norm,
+        "train_batch_size": batch_size * world,
+    }
     config = {k: (filled.get(k, v) if v == "auto" else v) for k, v in config.items()}
     handlers = [InitProcessGroupKwargs(backend="gloo")] if on_cpu else []
-    return Accelerator(deepspeed_plugin=DeepSpeedPlugin(hf_ds_config=config), kwargs_handlers=handlers,
-                       mixed_precision=mixed_precision)
+    return Accelerator(
+        deepspeed_plugin=DeepSpeedPlugin(hf_ds_config=config), kwargs_handlers=handlers, mixed_precision=mixed_precision
+    )
 
 
 def _single_process_defaults() -> None:
@@ -119,9 +129,18 @@ def latest_checkpoint(output_dir: str | Path) -> Path | None:
     return kept[-1] if kept else None
 
 
-def train(model: nn.Module, stage: Stage, output_dir: str | Path, *, deepspeed_config: str | Path | dict | None = None,
-          checkpoint_every: int | None = None, keep_checkpoints: int = 1, mixed_precision: str = "no",
-          progress: bool = True, log_every: int = 10) -> TrainResult:
+def train(
+    model: nn.Module,
+    stage: Stage,
+    output_dir: str | Path,
+    *,
+    deepspeed_config: str | Path | dict | None = None,
+    checkpoint_every: int | None = None,
+    keep_checkpoints: int = 1,
+    mixed_precision: str = "no",
+    progress: bool = True,
+    log_every: int = 10,
+) -> TrainResult:
     """Train `model` in place for one stage; checkpoints go to `output_dir/checkpoints/`.
 
     It resumes from the newest good checkpoint (see `_resume`). If the stage's budget changed since
@@ -130,13 +149,21 @@ def train(model: nn.Module, stage: Stage, output_dir: str | Path, *, deepspeed_c
     A non-finite loss or gradient norm raises `NonFiniteError` before that step is saved.
     """
     output_dir = Path(output_dir)
-    accelerator = make_accelerator(deepspeed_config, batch_size=stage.batch_size, max_grad_norm=stage.max_grad_norm,
-                                   mixed_precision=mixed_precision)
+    accelerator = make_accelerator(
+        deepspeed_config,
+        batch_size=stage.batch_size,
+        max_grad_norm=stage.max_grad_norm,
+        mixed_precision=mixed_precision,
+    )
     torch.manual_seed(stage.seed)
     rows = set_trainable(model, stage.trainable)
-    accelerator.print(f"stage {stage.name!r} trains {', '.join(stage.trainable) or 'the whole model'}:\n{format_trainable(rows)}")
+    accelerator.print(
+        f"stage {stage.name!r} trains {', '.join(stage.trainable) or 'the whole model'}:\n{format_trainable(rows)}"
+    )
 
-    order = _EpochOrder(len(stage.data), stage.batch_size, stage.seed, accelerator.num_processes, accelerator.process_index)
+    order = _EpochOrder(
+        len(stage.data), stage.batch_size, stage.seed, accelerator.num_processes, accelerator.process_index
+    )
     first_batch = stage.collate([stage.data[i] for i in order.indices(0, 0)])
     planned_steps = _planned_steps(stage, first_batch["num_tokens"] * accelerator.num_processes)
     factor = warmup_cosine(planned_steps, stage.warmup_fraction, stage.min_lr_ratio)
@@ -151,26 +178,40 @@ def train(model: nn.Module, stage: Stage, output_dir: str | Path, *, deepspeed_c
         first_batch = None  # a checkpoint is always past the first batch
         accelerator.print(f"resumed from {checkpoint} at step {state.step} ({state.tokens:,} tokens)")
     if state.planned_steps not in (0, planned_steps):
-        warnings.warn(f"{origin}: its budget changed, so the schedule is re-planned from {state.planned_steps} "
-                      f"to {planned_steps} steps, continuing at step {state.step}", stacklevel=2)
+        warnings.warn(
+            f"{origin}: its budget changed, so the schedule is re-planned from {state.planned_steps} "
+            f"to {planned_steps} steps, continuing at step {state.step}",
+            stacklevel=2,
+        )
         _follow_schedule(schedule, factor)
     state.planned_steps = planned_steps
 
     model.train()
-    bar = console.progress(state.planned_steps, initial=state.step, desc=stage.name,
-                           disable=not progress or not accelerator.is_main_process)
+    bar = console.progress(
+        state.planned_steps,
+        initial=state.step,
+        desc=stage.name,
+        disable=not progress or not accelerator.is_main_process,
+    )
     started = time.perf_counter()
     while not _spent(stage, state):
-        batch = first_batch if first_batch is not None else stage.collate(
-            [stage.data[i] for i in order.indices(state.epoch, state.batch_in_epoch)])
+        batch = (
+            first_batch
+            if first_batch is not None
+            else stage.collate([stage.data[i] for i in order.indices(state.epoch, state.batch_in_epoch)])
+        )
         first_batch = None
         tokens = batch.pop("num_tokens")
         batch = {k: v.to(accelerator.device) if torch.is_tensor(v) else v for k, v in batch.items()}
         loss = model(**batch).loss
         accelerator.backward(loss)  # under DeepSpeed this also clips and steps
         loss_value = float(loss.detach())
-        _require_finite(origin, state.step + 1, loss=loss_value,
-                        gradient_norm=_clip_gradients(accelerator, model, stage.max_grad_norm))
+        _require_finite(
+            origin,
+            state.step + 1,
+            loss=loss_value,
+            gradient_norm=_clip_gradients(accelerator, model, stage.max_grad_norm),
+        )
         optimizer.step()
         schedule.step()
         optimizer.zero_grad()
@@ -180,8 +221,15 @@ def train(model: nn.Module, stage: Stage, output_dir: str | Path, *, deepspeed_c
         state.batch_in_epoch += 1
         if state.batch_in_epoch == order.batches_per_epoch:
             state.epoch, state.batch_in_epoch = state.epoch + 1, 0
-        state.history.append({"step": state.step, "loss": loss_value, "tokens": state.tokens,
-                              "lr": schedule.get_last_lr()[0], "seconds": round(time.perf_counter() - started, 3)})
+        state.history.append(
+            {
+                "step": state.step,
+                "loss": loss_value,
+                "tokens": state.tokens,
+                "lr": schedule.get_last_lr()[0],
+                "seconds": round(time.perf_counter() - started, 3),
+            }
+        )
         bar.update(1)
         if state.step % log_every == 0:
             bar.set_postfix(loss=f"{state.history[-1]['loss']:.3f}")
@@ -193,9 +241,17 @@ def train(model: nn.Module, stage: Stage, output_dir: str | Path, *, deepspeed_c
             _save_checkpoint(accelerator, model, output_dir, state, keep_checkpoints, origin)
     bar.close()
     _save_checkpoint(accelerator, model, output_dir, state, keep_checkpoints, origin)
-    return TrainResult(stage=stage.name, steps=state.step, tokens=state.tokens, seconds=time.perf_counter() - started,
-                       trainable=rows, history=state.history, resumed_from_step=resumed_from,
-                       backend=f"{accelerator.distributed_type.value} on {accelerator.device}", done_early=state.done_early)
+    return TrainResult(
+        stage=stage.name,
+        steps=state.step,
+        tokens=state.tokens,
+        seconds=time.perf_counter() - started,
+        trainable=rows,
+        history=state.history,
+        resumed_from_step=resumed_from,
+        backend=f"{accelerator.distributed_type.value} on {accelerator.device}",
+        done_early=state.done_early,
+    )
 
 
 class _EpochOrder:
@@ -224,8 +280,11 @@ def _planned_steps(stage: Stage, tokens_per_step: int) -> int:
 
 
 def _spent(stage: Stage, state: TrainState) -> bool:
-    return (state.done_early or (stage.max_steps is not None and state.step >= stage.max_steps)
-            or (stage.token_budget is not None and state.tokens >= stage.token_budget))
+    return (
+        state.done_early
+        or (stage.max_steps is not None and state.step >= stage.max_steps)
+        or (stage.token_budget is not None and state.tokens >= stage.token_budget)
+    )
 
 
 def _resume(accelerator: Accelerator, model: nn.Module, output_dir: Path) -> tuple[TrainState, Path | None]:
@@ -249,16 +308,20 @@ def _resume(accelerator: Accelerator, model: nn.Module, output_dir: Path) -> tup
             continue
         accelerator.wait_for_everyone()
         for path, reason in broken:
-            warnings.warn(f"checkpoint {path} is unusable ({reason}); set aside as {path.name}.bad, "
-                          f"resuming from {checkpoint}", stacklevel=3)
+            warnings.warn(
+                f"checkpoint {path} is unusable ({reason}); set aside as {path.name}.bad, resuming from {checkpoint}",
+                stacklevel=3,
+            )
             if accelerator.is_main_process:
                 shutil.rmtree(path.with_name(path.name + ".bad"), ignore_errors=True)
                 path.rename(path.with_name(path.name + ".bad"))
         accelerator.wait_for_everyone()
         return state, checkpoint
     if broken:
-        raise CheckpointError("no checkpoint can be resumed from; move them aside to restart the stage:\n"
-                              + "\n".join(f"  {path}: {reason}" for path, reason in broken))
+        raise CheckpointError(
+            "no checkpoint can be resumed from; move them aside to restart the stage:\n"
+            + "\n".join(f"  {path}: {reason}" for path, reason in broken)
+        )
     return TrainState(), None
 
 
@@ -288,16 +351,25 @@ def _clip_gradients(accelerator: Accelerator, model: nn.Module, max_norm: float)
 
 def _require_finite(origin: str, step: int, **values: float | None) -> None:
     """Stop at the first NaN or infinity: the optimiser would spread it into every weight."""
-    bad = [f"{name.replace('_', ' ')} {value}" for name, value in values.items()
-           if value is not None and not math.isfinite(value)]
+    bad = [
+        f"{name.replace('_', ' ')} {value}"
+        for name, value in values.items()
+        if value is not None and not math.isfinite(value)
+    ]
     if bad:
         raise NonFiniteError(f"{origin}: non-finite {' and '.join(bad)} at step {step}; stopped without saving it")
 
 
 def _first_nonfinite(model: nn.Module) -> str | None:
     """The name of the first weight or buffer holding a NaN or infinity, if any."""
-    return next((name for name, tensor in model.state_dict().items()
-                 if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all())), None)
+    return next(
+        (
+            name
+            for name, tensor in model.state_dict().items()
+            if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all())
+        ),
+        None,
+    )
 
 
 class _TiedHeadNotice(logging.Filter):
@@ -315,8 +387,9 @@ if not torch.cuda.is_available():
     os.environ.setdefault("DS_ACCELERATOR", "cpu")
 
 
-def _save_checkpoint(accelerator: Accelerator, model: nn.Module, output_dir: Path, state: TrainState, keep: int,
-                     origin: str) -> None:
+def _save_checkpoint(
+    accelerator: Accelerator, model: nn.Module, output_dir: Path, state: TrainState, keep: int, origin: str
+) -> None:
     """Write into a temporary folder and rename it, so a crash never leaves a half checkpoint; refuse NaN weights."""
     final = output_dir / "checkpoints" / f"step-{state.step:07d}"
     if final.exists():
@@ -344,7 +417,7 @@ def validation_loss(model, collate: Callable[[list], dict], rows: Sequence, batc
     total, tokens = 0.0, 0
     try:
         for start in range(0, len(rows), batch_size):
-            batch = collate(list(rows[start:start + batch_size]))
+            batch = collate(list(rows[start : start + batch_size]))
             batch.pop("num_tokens", None)
             batch = {k: v.to(model.device) if torch.is_tensor(v) else v for k, v in batch.items()}
             n = int((batch["labels"][:, 1:] != -100).sum())

@@ -10,16 +10,42 @@ from sail.world.splits import content_signature, sample_records, split_of
 from sail.world.vocab import CELLS, COLOURS, SHAPES, SIZES
 
 __all__ = [
-    "CAPTION_SOURCES", "CELLS", "COLOURS", "SHAPES", "SIZES", "alt_text", "attribute_targets",
-    "content_signature", "make_record", "parse_caption", "render", "sample_records",
-    "score_caption", "score_captions", "split_of", "teacher_caption", "weak_caption",
+    "CAPTION_SOURCES",
+    "CELLS",
+    "COLOURS",
+    "SHAPES",
+    "SIZES",
+    "alt_text",
+    "attribute_targets",
+    "content_signature",
+    "make_record",
+    "parse_caption",
+    "render",
+    "sample_records",
+    "score_caption",
+    "score_captions",
+    "split_of",
+    "teacher_caption",
+    "weak_caption",
     "world_dataset",
 ]
 
-from sail.world.questions import (GROUPS, general_questions, hallusion_set,  # noqa: E402
-                                  math_questions, ocr_questions, pope_questions, pope_statistics)
+from sail.world.questions import (
+    GROUPS,
+    general_questions,
+    hallusion_set,  # noqa: E402
+    math_questions,
+    ocr_questions,
+    pope_questions,
+    pope_statistics,
+)
 
 __all__ += [
-    "GROUPS", "general_questions", "hallusion_set", "math_questions", "ocr_questions",
-    "pope_questions", "pope_statistics",
+    "GROUPS",
+    "general_questions",
+    "hallusion_set",
+    "math_questions",
+    "ocr_questions",
+    "pope_questions",
+    "pope_statistics",
 ]

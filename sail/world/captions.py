@@ -19,39 +19,92 @@ from sail.world.vocab import CELLS, COLOURS, NUMBER_WORDS
 
 SIZE_SYNONYMS = {"small": ("small", "little"), "large": ("large", "big")}
 ROW_WORDS = {"top": ("top", "upper"), "bottom": ("bottom", "lower")}
-CELL_TEMPLATES = ("at the {row} {col}", "in the {row} {col}", "in the {row} {col} corner",
-                  "in the {row}-{col} cell")
+CELL_TEMPLATES = ("at the {row} {col}", "in the {row} {col}", "in the {row} {col} corner", "in the {row}-{col} cell")
 
-OPENERS = ("", "Here is a simple scene.", "The picture is split into four cells.",
-           "This image holds {n} {items}.", "A plain light background with a few things on it.")
-OBJECT_TEMPLATES = ("{cell} there is {np}", "{np} sits {cell}", "{cell} we see {np}",
-                    "{np} is placed {cell}", "there is {np} {cell}", "{cell} you can spot {np}",
-                    "{np} appears {cell}")
-TEXT_TEMPLATES = ('{cell} the {kind} "{text}" is written', 'the {kind} "{text}" appears {cell}',
-                  '{cell} there is the {kind} "{text}"', '"{text}" is printed {cell}')
+OPENERS = (
+    "",
+    "Here is a simple scene.",
+    "The picture is split into four cells.",
+    "This image holds {n} {items}.",
+    "A plain light background with a few things on it.",
+)
+OBJECT_TEMPLATES = (
+    "{cell} there is {np}",
+    "{np} sits {cell}",
+    "{cell} we see {np}",
+    "{np} is placed {cell}",
+    "there is {np} {cell}",
+    "{cell} you can spot {np}",
+    "{np} appears {cell}",
+)
+TEXT_TEMPLATES = (
+    '{cell} the {kind} "{text}" is written',
+    'the {kind} "{text}" appears {cell}',
+    '{cell} there is the {kind} "{text}"',
+    '"{text}" is printed {cell}',
+)
 LINKS = ("Next, ", "Then ", "After that, ")
-LEFT_OF_TEMPLATES = ("{a} is to the left of {b}", "{a} is left of {b}",
-                     "{b} is to the right of {a}", "{b} sits right of {a}")
-ABOVE_TEMPLATES = ("{a} is above {b}", "{a} sits over {b}", "{b} is below {a}",
-                   "{b} lies under {a}", "{b} is beneath {a}")
+LEFT_OF_TEMPLATES = (
+    "{a} is to the left of {b}",
+    "{a} is left of {b}",
+    "{b} is to the right of {a}",
+    "{b} sits right of {a}",
+)
+ABOVE_TEMPLATES = (
+    "{a} is above {b}",
+    "{a} sits over {b}",
+    "{b} is below {a}",
+    "{b} lies under {a}",
+    "{b} is beneath {a}",
+)
 RELATION_OPENERS = ("", "Also ", "Note that ")
-COUNT_TEMPLATES = ("There are {n} {shapes} in total.", "In all there are {n} {shapes}.",
-                   "The image holds {n} {shapes} altogether.", "{N} {shapes} appear in the picture.")
+COUNT_TEMPLATES = (
+    "There are {n} {shapes} in total.",
+    "In all there are {n} {shapes}.",
+    "The image holds {n} {shapes} altogether.",
+    "{N} {shapes} appear in the picture.",
+)
 
-CARD_OPENERS = ('This is a card titled "{title}".', 'A white card with the title "{title}".',
-                'The card is headed "{title}".', 'The title reads "{title}".')
-TABLE_TEMPLATES = ("It holds a small table with {n} rows: {facts}.", "Below the title a table lists {facts}.",
-                   "The table reads {facts}.", "A table gives {facts}.")
-CHART_TEMPLATES = ("It shows a bar chart with {n} bars: {facts}.", "A bar chart gives {facts}.",
-                   "The bars read {facts}.", "Below the title a bar chart shows {facts}.")
+CARD_OPENERS = (
+    'This is a card titled "{title}".',
+    'A white card with the title "{title}".',
+    'The card is headed "{title}".',
+    'The title reads "{title}".',
+)
+TABLE_TEMPLATES = (
+    "It holds a small table with {n} rows: {facts}.",
+    "Below the title a table lists {facts}.",
+    "The table reads {facts}.",
+    "A table gives {facts}.",
+)
+CHART_TEMPLATES = (
+    "It shows a bar chart with {n} bars: {facts}.",
+    "A bar chart gives {facts}.",
+    "The bars read {facts}.",
+    "Below the title a bar chart shows {facts}.",
+)
 
-ALT_TEMPLATES = ("photo of {x}", "{x} clipart", "stock image {x}", "{x} icon", "{x} vector illustration",
-                 "cute {x} drawing", "{x}")
+ALT_TEMPLATES = (
+    "photo of {x}",
+    "{x} clipart",
+    "stock image {x}",
+    "{x} icon",
+    "{x} vector illustration",
+    "cute {x} drawing",
+    "{x}",
+)
 ALT_CARD_TEMPLATES = ("{title} {kind}", "{kind} of {title}", "{title} {kind} template", "{kind} infographic")
-JUNK = ("free download", "hd wallpaper", "png", "royalty free", "transparent background", "4k",
-        "high quality", "best ideas")
-WEAK_TEMPLATES = ("{x}", "a picture of {x}", "an image with {x}", "{x} on a plain background",
-                  "{x} in a picture")
+JUNK = (
+    "free download",
+    "hd wallpaper",
+    "png",
+    "royalty free",
+    "transparent background",
+    "4k",
+    "high quality",
+    "best ideas",
+)
+WEAK_TEMPLATES = ("{x}", "a picture of {x}", "an image with {x}", "{x} on a plain background", "{x} in a picture")
 
 
 # How often the teacher leaves its house style (the first option of every template list) for a
@@ -88,6 +141,7 @@ def _card_facts(card: dict) -> list[tuple[str, int]]:
 
 # --- alt-text ---------------------------------------------------------------------------
 
+
 def alt_text(record: dict, rng: random.Random) -> str:
     """Noisy web-style alt-text: half the objects, 30% wrong colours, no layout, junk words."""
     if record["kind"] == "card":
@@ -112,11 +166,15 @@ def alt_text(record: dict, rng: random.Random) -> str:
 
 # --- weak captions ----------------------------------------------------------------------
 
+
 def weak_caption(record: dict, rng: random.Random) -> str:
     """Shapes with their counts only, like a weak open captioner ("two circles and a star")."""
     if record["kind"] == "card":
-        options = ("a table", "a document with a table") if "table" in record["card"] else (
-            "a chart", "a bar chart", "a graph with bars")
+        options = (
+            ("a table", "a document with a table")
+            if "table" in record["card"]
+            else ("a chart", "a bar chart", "a graph with bars")
+        )
         return rng.choice(options)
     counts = Counter(o["shape"] for o in record["objects"])  # insertion order = reading order
     parts = [f"a {shape}" if n == 1 else f"{_number(n)} {shape}s" for shape, n in counts.items()]
@@ -125,6 +183,7 @@ def weak_caption(record: dict, rng: random.Random) -> str:
 
 
 # --- teacher captions -------------------------------------------------------------------
+
 
 def _cell_phrase(cell: str, rng: random.Random, variety: float) -> str:
     row, col = cell.split()
@@ -138,8 +197,9 @@ def _object_clause(obj: dict, rng: random.Random, variety: float) -> str:
 
 def _text_clause(text: dict, rng: random.Random, variety: float) -> str:
     kind = _pick(("number", "text") if text["text"].isdigit() else ("word", "text"), rng, variety)
-    return _pick(TEXT_TEMPLATES, rng, variety).format(kind=kind, text=text["text"],
-                                                      cell=_cell_phrase(text["cell"], rng, variety))
+    return _pick(TEXT_TEMPLATES, rng, variety).format(
+        kind=kind, text=text["text"], cell=_cell_phrase(text["cell"], rng, variety)
+    )
 
 
 def _item_sentences(record: dict, rng: random.Random, variety: float) -> list[str]:
@@ -163,16 +223,21 @@ def _item_sentences(record: dict, rng: random.Random, variety: float) -> list[st
 def _relation_sentence(record: dict, relation: dict, rng: random.Random, variety: float) -> str:
     subject, other = record["objects"][relation["subject"]], record["objects"][relation["object"]]
     templates = LEFT_OF_TEMPLATES if relation["relation"] == "left of" else ABOVE_TEMPLATES
-    clause = _pick(templates, rng, variety).format(a=f"the {subject['colour']} {subject['shape']}",
-                                                   b=f"the {other['colour']} {other['shape']}")
+    clause = _pick(templates, rng, variety).format(
+        a=f"the {subject['colour']} {subject['shape']}", b=f"the {other['colour']} {other['shape']}"
+    )
     return _capitalise(_pick(RELATION_OPENERS, rng, variety) + clause) + "."
 
 
 def _teacher_card(card: dict, rng: random.Random, variety: float) -> str:
     facts = [f"{label}: {value}" for label, value in _card_facts(card)]
     body = _pick(TABLE_TEMPLATES if "table" in card else CHART_TEMPLATES, rng, variety)
-    return " ".join((_pick(CARD_OPENERS, rng, variety).format(title=card["title"]),
-                     body.format(n=_number(len(facts)), facts=_join(facts, rng))))
+    return " ".join(
+        (
+            _pick(CARD_OPENERS, rng, variety).format(title=card["title"]),
+            body.format(n=_number(len(facts)), facts=_join(facts, rng)),
+        )
+    )
 
 
 def teacher_caption(record: dict, rng: random.Random, variety: float = TEACHER_VARIETY) -> str:
@@ -187,7 +252,9 @@ def teacher_caption(record: dict, rng: random.Random, variety: float = TEACHER_V
     opener = _pick(OPENERS, rng, variety).format(n=_number(n), items="item" if n == 1 else "items")
     sentences = [opener] if opener else []
     sentences += _item_sentences(record, rng, variety)
-    chosen = rng.sample(record["relations"], len(record["relations"])) if rng.random() < variety else record["relations"]
+    chosen = (
+        rng.sample(record["relations"], len(record["relations"])) if rng.random() < variety else record["relations"]
+    )
     sentences += [_relation_sentence(record, relation, rng, variety) for relation in chosen[:2]]
     for shape, n in record["counts"]["shapes"].items():
         if n > 1:

@@ -9,15 +9,17 @@ from sail.world.captions import alt_text, teacher_caption, weak_caption
 from sail.world.render import render
 from sail.world.splits import sample_records
 
-FEATURES = datasets.Features({
-    "id": datasets.Value("string"),
-    "kind": datasets.Value("string"),
-    "image": datasets.Image(),
-    "record": datasets.Value("string"),
-    "alt_text": datasets.Value("string"),
-    "weak_caption": datasets.Value("string"),
-    "teacher_caption": datasets.Value("string"),
-})
+FEATURES = datasets.Features(
+    {
+        "id": datasets.Value("string"),
+        "kind": datasets.Value("string"),
+        "image": datasets.Image(),
+        "record": datasets.Value("string"),
+        "alt_text": datasets.Value("string"),
+        "weak_caption": datasets.Value("string"),
+        "teacher_caption": datasets.Value("string"),
+    }
+)
 
 
 def caption_rng(seed: int, record_id: str, source: str) -> random.Random:
@@ -38,7 +40,10 @@ def world_dataset(split: str, n: int, seed: int = 0, **kwargs) -> datasets.Datas
         columns["kind"].append(record["kind"])
         columns["image"].append(render(record))
         columns["record"].append(json.dumps(record))
-        for name, source in (("alt_text", alt_text), ("weak_caption", weak_caption),
-                             ("teacher_caption", teacher_caption)):
+        for name, source in (
+            ("alt_text", alt_text),
+            ("weak_caption", weak_caption),
+            ("teacher_caption", teacher_caption),
+        ):
             columns[name].append(source(record, caption_rng(seed, record["id"], name)))
     return datasets.Dataset.from_dict(columns, features=FEATURES)

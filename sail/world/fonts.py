@@ -5,7 +5,7 @@ records must measure text without becoming the bottleneck.
 """
 
 import os
-from functools import lru_cache
+from functools import cache, lru_cache
 
 import matplotlib
 from PIL import ImageFont
@@ -13,7 +13,7 @@ from PIL import ImageFont
 FONT_PATH = os.path.join(matplotlib.get_data_path(), "fonts/ttf/DejaVuSans.ttf")
 
 
-@lru_cache(maxsize=None)
+@cache
 def font(size: int) -> ImageFont.FreeTypeFont:
     """The world font at `size` pixels."""
     return ImageFont.truetype(FONT_PATH, size)

@@ -18,8 +18,10 @@ def _ring(center: list[float], radii: list[float], start_degrees: float) -> list
     cx, cy = center
     step = 360 / len(radii)
     return [
-        (cx + r * math.cos(math.radians(start_degrees + k * step)),
-         cy + r * math.sin(math.radians(start_degrees + k * step)))
+        (
+            cx + r * math.cos(math.radians(start_degrees + k * step)),
+            cy + r * math.sin(math.radians(start_degrees + k * step)),
+        )
         for k, r in enumerate(radii)
     ]
 
@@ -41,8 +43,14 @@ def shape_outline(shape: str, center: list[float], radius: float) -> list[tuple[
         return _ring(center, [radius, STAR_INNER * radius] * 5, -90)
     if shape == "hexagon":  # pointy left and right, flat top and bottom
         h = HEXAGON_SQUASH * radius
-        return [(cx - radius, cy), (cx - radius / 2, cy - h), (cx + radius / 2, cy - h),
-                (cx + radius, cy), (cx + radius / 2, cy + h), (cx - radius / 2, cy + h)]
+        return [
+            (cx - radius, cy),
+            (cx - radius / 2, cy - h),
+            (cx + radius / 2, cy - h),
+            (cx + radius, cy),
+            (cx + radius / 2, cy + h),
+            (cx - radius / 2, cy + h),
+        ]
     raise ValueError(f"unknown shape {shape!r}")
 
 

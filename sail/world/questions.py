@@ -34,8 +34,14 @@ from sail.world.splits import split_of
 from sail.world.vocab import COLOUR_RGB, COLOURS, SHAPES
 
 __all__ = [
-    "GROUPS", "SIDES", "general_questions", "hallusion_set", "math_questions", "ocr_questions",
-    "pope_questions", "pope_statistics",
+    "GROUPS",
+    "SIDES",
+    "general_questions",
+    "hallusion_set",
+    "math_questions",
+    "ocr_questions",
+    "pope_questions",
+    "pope_statistics",
 ]
 
 GROUPS = ("General VQA", "OCR VQA", "Math & Knowledge", "Hallucination")
@@ -48,11 +54,19 @@ RELATION_OPTIONS = ("left of", "right of", "above", "below")
 _INVERSE = {"left of": "right of", "above": "below"}
 
 
-def _q(record, question, answer, *, metric, group, benchmark, category, difficulty, choices=None,
-       **extra) -> dict:
-    return {"question": question, "answer": answer, "choices": choices, "metric": metric,
-            "group": group, "benchmark": benchmark, "category": category,
-            "difficulty": difficulty, "record": record, **extra}
+def _q(record, question, answer, *, metric, group, benchmark, category, difficulty, choices=None, **extra) -> dict:
+    return {
+        "question": question,
+        "answer": answer,
+        "choices": choices,
+        "metric": metric,
+        "group": group,
+        "benchmark": benchmark,
+        "category": category,
+        "difficulty": difficulty,
+        "record": record,
+        **extra,
+    }
 
 
 def _golds(answer) -> list[str]:
@@ -88,6 +102,7 @@ def _number_distractors(rng: random.Random, value: int) -> list[str]:
 # General VQA: colour of the object in a cell, existence, spatial relation (4-option MCQ)
 # ---------------------------------------------------------------------------------------------
 
+
 def general_questions(record: dict, seed: int = 0) -> list[dict]:
     """Colour (open, VQA accuracy), existence (yes/no, VQA accuracy) and relation (MCQ)."""
     if record["kind"] != "scene" or not record["objects"]:
@@ -95,21 +110,41 @@ def general_questions(record: dict, seed: int = 0) -> list[dict]:
     rng = _rng(record, seed, "general")
     out = []
     obj = rng.choice(record["objects"])
-    out.append(_q(record, f"What colour is the object in the {obj['cell']} of the image?",
-                  _golds(obj["colour"]), metric="vqa_accuracy", group="General VQA",
-                  benchmark="WorldVQA", category="colour", difficulty=1))
+    out.append(
+        _q(
+            record,
+            f"What colour is the object in the {obj['cell']} of the image?",
+            _golds(obj["colour"]),
+            metric="vqa_accuracy",
+            group="General VQA",
+            benchmark="WorldVQA",
+            category="colour",
+            difficulty=1,
+        )
+    )
     present = {o["shape"] for o in record["objects"]}
     if rng.random() < 0.5 or present == set(SHAPES):
         shape, answer = rng.choice(sorted(present)), "yes"
     else:
         shape, answer = rng.choice([s for s in SHAPES if s not in present]), "no"
-    out.append(_q(record, f"Is there {_a(shape)} in the image?", _golds(answer),
-                  metric="vqa_accuracy", group="General VQA", benchmark="WorldVQA",
-                  category="existence", difficulty=1))
+    out.append(
+        _q(
+            record,
+            f"Is there {_a(shape)} in the image?",
+            _golds(answer),
+            metric="vqa_accuracy",
+            group="General VQA",
+            benchmark="WorldVQA",
+            category="existence",
+            difficulty=1,
+        )
+    )
     names = Counter(_name(o) for o in record["objects"])
-    usable = [r for r in record["relations"]
-              if names[_name(record["objects"][r["subject"]])] == 1
-              and names[_name(record["objects"][r["object"]])] == 1]
+    usable = [
+        r
+        for r in record["relations"]
+        if names[_name(record["objects"][r["subject"]])] == 1 and names[_name(record["objects"][r["object"]])] == 1
+    ]
     if usable:
         rel = rng.choice(usable)
         subject, other = record["objects"][rel["subject"]], record["objects"][rel["object"]]
@@ -117,15 +152,26 @@ def general_questions(record: dict, seed: int = 0) -> list[dict]:
         if rng.random() < 0.5:  # ask it the other way round
             subject, other, relation = other, subject, _INVERSE[relation]
         choices, letter = _mcq(rng, relation, [o for o in RELATION_OPTIONS if o != relation])
-        out.append(_q(record, f"Where is the {_name(subject)} relative to the {_name(other)}?",
-                      letter, choices=choices, metric="choice", group="General VQA",
-                      benchmark="WorldRelationMCQ", category="relation", difficulty=2))
+        out.append(
+            _q(
+                record,
+                f"Where is the {_name(subject)} relative to the {_name(other)}?",
+                letter,
+                choices=choices,
+                metric="choice",
+                group="General VQA",
+                benchmark="WorldRelationMCQ",
+                category="relation",
+                difficulty=2,
+            )
+        )
     return out
 
 
 # ---------------------------------------------------------------------------------------------
 # OCR VQA: read the text in a cell (scenes); table and chart values (cards)
 # ---------------------------------------------------------------------------------------------
+
 
 def _card_rows(card: dict) -> list[tuple[str, int]]:
     if "table" in card:
@@ -141,33 +187,79 @@ def ocr_questions(record: dict, seed: int = 0) -> list[dict]:
         if not record["texts"]:
             return []
         text = rng.choice(record["texts"])
-        return [_q(record, f"What is written in the {text['cell']} of the image?",
-                   _golds(text["text"]), metric="vqa_accuracy", group="OCR VQA",
-                   benchmark="WorldTextVQA", category="text reading",
-                   difficulty=1 if len(record["texts"]) == 1 else 2)]
+        return [
+            _q(
+                record,
+                f"What is written in the {text['cell']} of the image?",
+                _golds(text["text"]),
+                metric="vqa_accuracy",
+                group="OCR VQA",
+                benchmark="WorldTextVQA",
+                category="text reading",
+                difficulty=1 if len(record["texts"]) == 1 else 2,
+            )
+        ]
     card, out = record["card"], []
     label, value = rng.choice(_card_rows(card))
     if "table" in card:
-        out.append(_q(record, f"What is the value of {label} in the table?", [str(value)],
-                      metric="anls", group="OCR VQA", benchmark="WorldDocVQA",
-                      category="table value", difficulty=2))
-        out.append(_q(record, "What is the title of this card?", [card["title"]], metric="anls",
-                      group="OCR VQA", benchmark="WorldDocVQA", category="title", difficulty=1))
+        out.append(
+            _q(
+                record,
+                f"What is the value of {label} in the table?",
+                [str(value)],
+                metric="anls",
+                group="OCR VQA",
+                benchmark="WorldDocVQA",
+                category="table value",
+                difficulty=2,
+            )
+        )
+        out.append(
+            _q(
+                record,
+                "What is the title of this card?",
+                [card["title"]],
+                metric="anls",
+                group="OCR VQA",
+                benchmark="WorldDocVQA",
+                category="title",
+                difficulty=1,
+            )
+        )
     else:
-        out.append(_q(record, f"What is the value of the {label} bar?", [str(value)],
-                      metric="relaxed_accuracy", group="OCR VQA", benchmark="WorldChartQA",
-                      category="bar value", difficulty=2))
+        out.append(
+            _q(
+                record,
+                f"What is the value of the {label} bar?",
+                [str(value)],
+                metric="relaxed_accuracy",
+                group="OCR VQA",
+                benchmark="WorldChartQA",
+                category="bar value",
+                difficulty=2,
+            )
+        )
         top = max(_card_rows(card), key=lambda row: row[1])
         if sum(v == top[1] for _, v in _card_rows(card)) == 1:
-            out.append(_q(record, "Which label has the tallest bar?", [top[0]],
-                          metric="relaxed_accuracy", group="OCR VQA", benchmark="WorldChartQA",
-                          category="tallest bar", difficulty=2))
+            out.append(
+                _q(
+                    record,
+                    "Which label has the tallest bar?",
+                    [top[0]],
+                    metric="relaxed_accuracy",
+                    group="OCR VQA",
+                    benchmark="WorldChartQA",
+                    category="tallest bar",
+                    difficulty=2,
+                )
+            )
     return out
 
 
 # ---------------------------------------------------------------------------------------------
 # Math & Knowledge: counting; arithmetic on card numbers; facts tied to the objects
 # ---------------------------------------------------------------------------------------------
+
 
 def math_questions(record: dict, seed: int = 0) -> list[dict]:
     """Counting (open, VQA accuracy) on scenes; arithmetic on two card rows and the number of
@@ -179,40 +271,77 @@ def math_questions(record: dict, seed: int = 0) -> list[dict]:
             shape = rng.choice(SHAPES)
             n = record["counts"]["shapes"].get(shape, 0)
             plural = shape + ("es" if shape.endswith("x") else "s")
-            out.append(_q(record, f"How many {plural} are there in the image?", _golds(n),
-                          metric="vqa_accuracy", group="Math & Knowledge",
-                          benchmark="WorldCountVQA", category="count shape",
-                          difficulty=1 if n <= 1 else 2))
+            out.append(
+                _q(
+                    record,
+                    f"How many {plural} are there in the image?",
+                    _golds(n),
+                    metric="vqa_accuracy",
+                    group="Math & Knowledge",
+                    benchmark="WorldCountVQA",
+                    category="count shape",
+                    difficulty=1 if n <= 1 else 2,
+                )
+            )
             total = len(record["objects"])
-            out.append(_q(record, "How many shapes are there in the image?", _golds(total),
-                          metric="vqa_accuracy", group="Math & Knowledge",
-                          benchmark="WorldCountVQA", category="count all",
-                          difficulty=2 if total <= 2 else 3))
+            out.append(
+                _q(
+                    record,
+                    "How many shapes are there in the image?",
+                    _golds(total),
+                    metric="vqa_accuracy",
+                    group="Math & Knowledge",
+                    benchmark="WorldCountVQA",
+                    category="count all",
+                    difficulty=2 if total <= 2 else 3,
+                )
+            )
             polygons = [o for o in record["objects"] if o["shape"] in SIDES]
             if polygons:
                 obj = rng.choice(polygons)
                 sides = SIDES[obj["shape"]]
                 choices, letter = _mcq(rng, str(sides), _number_distractors(rng, sides))
-                out.append(_q(record, f"How many sides does the shape in the {obj['cell']} of "
-                              "the image have?", letter, choices=choices, metric="choice",
-                              group="Math & Knowledge", benchmark="WorldMathMCQ",
-                              category="shape fact", difficulty=2))
+                out.append(
+                    _q(
+                        record,
+                        f"How many sides does the shape in the {obj['cell']} of the image have?",
+                        letter,
+                        choices=choices,
+                        metric="choice",
+                        group="Math & Knowledge",
+                        benchmark="WorldMathMCQ",
+                        category="shape fact",
+                        difficulty=2,
+                    )
+                )
         return out
     rows = _card_rows(record["card"])
     (a, va), (b, vb) = rng.sample(rows, 2)
     what = "table" if "table" in record["card"] else "chart"
     if rng.random() < 0.5:
-        question, value, category = (f"In the {what}, what is the sum of the values of {a} and "
-                                     f"{b}?", va + vb, "sum")
+        question, value, category = (f"In the {what}, what is the sum of the values of {a} and {b}?", va + vb, "sum")
     else:
         if va < vb:
             (a, va), (b, vb) = (b, vb), (a, va)
-        question, value, category = (f"In the {what}, how much larger is the value of {a} than "
-                                     f"the value of {b}?", va - vb, "difference")
+        question, value, category = (
+            f"In the {what}, how much larger is the value of {a} than the value of {b}?",
+            va - vb,
+            "difference",
+        )
     choices, letter = _mcq(rng, str(value), _number_distractors(rng, value))
-    out.append(_q(record, question, letter, choices=choices, metric="choice",
-                  group="Math & Knowledge", benchmark="WorldMathMCQ", category=category,
-                  difficulty=3))
+    out.append(
+        _q(
+            record,
+            question,
+            letter,
+            choices=choices,
+            metric="choice",
+            group="Math & Knowledge",
+            benchmark="WorldMathMCQ",
+            category=category,
+            difficulty=3,
+        )
+    )
     return out
 
 
@@ -267,9 +396,12 @@ def pope_questions(record: dict, statistics: dict, seed: int = 0, per_side: int 
     negatives = {
         "random": rng.sample(absent, k),
         "popular": ranked(lambda o: (frequency[o],)),
-        "adversarial": ranked(lambda o: (
-            sum(together[tuple(sorted((o, p)))] for p in present),
-            sum(_shares_attribute(o, p) for p in present))),
+        "adversarial": ranked(
+            lambda o: (
+                sum(together[tuple(sorted((o, p)))] for p in present),
+                sum(_shares_attribute(o, p) for p in present),
+            )
+        ),
     }
     difficulty = {"random": 1, "popular": 2, "adversarial": 3}
     out = []
@@ -277,9 +409,18 @@ def pope_questions(record: dict, statistics: dict, seed: int = 0, per_side: int 
         items = [(o, "yes") for o in positives] + [(o, "no") for o in negatives[category]]
         rng.shuffle(items)
         for obj, answer in items:
-            out.append(_q(record, f"Is there {_a(obj)} in the image?", answer.capitalize(),
-                          metric="pope", group="Hallucination", benchmark="WorldPOPE",
-                          category=category, difficulty=difficulty[category]))
+            out.append(
+                _q(
+                    record,
+                    f"Is there {_a(obj)} in the image?",
+                    answer.capitalize(),
+                    metric="pope",
+                    group="Hallucination",
+                    benchmark="WorldPOPE",
+                    category=category,
+                    difficulty=difficulty[category],
+                )
+            )
     return out
 
 
@@ -287,9 +428,12 @@ def pope_questions(record: dict, statistics: dict, seed: int = 0, per_side: int 
 # Hallucination (2): HallusionBench-style paired sets (original figure and an edited one)
 # ---------------------------------------------------------------------------------------------
 
+
 def _recount(record: dict) -> None:
-    record["counts"] = {"shapes": dict(Counter(o["shape"] for o in record["objects"])),
-                        "colours": dict(Counter(o["colour"] for o in record["objects"]))}
+    record["counts"] = {
+        "shapes": dict(Counter(o["shape"] for o in record["objects"])),
+        "colours": dict(Counter(o["colour"] for o in record["objects"])),
+    }
 
 
 def _edited_scene(record: dict, rng: random.Random):
@@ -348,10 +492,10 @@ def hallusion_set(record: dict, set_id: int, seed: int = 0) -> list[dict]:
 
         def answers(fig: dict) -> list[tuple[str, bool]]:
             shown = fig["objects"][i]
-            return [(f"Is the object in the {obj['cell']} of the image {obj['colour']}?",
-                     shown["colour"] == obj["colour"]),
-                    (f"Is there {_a(_name(obj))} in the image?",
-                     any(_name(o) == _name(obj) for o in fig["objects"]))]
+            return [
+                (f"Is the object in the {obj['cell']} of the image {obj['colour']}?", shown["colour"] == obj["colour"]),
+                (f"Is there {_a(_name(obj))} in the image?", any(_name(o) == _name(obj) for o in fig["objects"])),
+            ]
     else:
         found = _edited_card(record, rng)
         if found is None:
@@ -364,17 +508,30 @@ def hallusion_set(record: dict, set_id: int, seed: int = 0) -> list[dict]:
         def answers(fig: dict) -> list[tuple[str, bool]]:
             values = dict(_card_rows(fig["card"]))
             original = dict(_card_rows(record["card"]))
-            return [(f"According to the {what}, is the value of {a} greater than the value of "
-                     f"{b}?", values[a] > values[b]),
-                    (f"According to the {what}, is the value of {a} equal to {original[a]}?",
-                     values[a] == original[a])]
+            return [
+                (f"According to the {what}, is the value of {a} greater than the value of {b}?", values[a] > values[b]),
+                (f"According to the {what}, is the value of {a} equal to {original[a]}?", values[a] == original[a]),
+            ]
+
     edited["id"] = f"{record.get('id')}-edit"
     out = []
     for figure, fig in enumerate((record, edited)):
         for question_id, (question, truth) in enumerate(answers(fig)):
-            out.append(_q(fig, question, "Yes" if truth else "No", metric="hallusion",
-                          group="Hallucination", benchmark="WorldHallusion", category=category,
-                          difficulty=3, index=f"{category}_{subcategory}_0_{set_id}_{figure}_"
-                          f"{question_id}", **{"l2-category": f"{category}_{subcategory}"},
-                          set_id=set_id, figure_id=figure, question_id=question_id))
+            out.append(
+                _q(
+                    fig,
+                    question,
+                    "Yes" if truth else "No",
+                    metric="hallusion",
+                    group="Hallucination",
+                    benchmark="WorldHallusion",
+                    category=category,
+                    difficulty=3,
+                    index=f"{category}_{subcategory}_0_{set_id}_{figure}_{question_id}",
+                    **{"l2-category": f"{category}_{subcategory}"},
+                    set_id=set_id,
+                    figure_id=figure,
+                    question_id=question_id,
+                )
+            )
     return out

@@ -20,8 +20,7 @@ def render(record: dict) -> Image.Image:
     for obj in record["objects"]:
         _draw_object(draw, obj)
     for text in record["texts"]:
-        draw.text(tuple(text["center"]), text["text"], fill=BLACK, font=font(text["font_size"]),
-                  anchor="mm")
+        draw.text(tuple(text["center"]), text["text"], fill=BLACK, font=font(text["font_size"]), anchor="mm")
     return image
 
 

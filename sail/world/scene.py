@@ -62,9 +62,17 @@ def make_record(rng: random.Random, *, image_size: int = 96, card_fraction: floa
 
 def _base(kind: str, width: int, height: int, background: list[int]) -> dict:
     return {
-        "id": None, "split": None, "kind": kind, "width": width, "height": height,
-        "background": background, "objects": [], "texts": [], "relations": [],
-        "counts": {"shapes": {}, "colours": {}}, "card": None,
+        "id": None,
+        "split": None,
+        "kind": kind,
+        "width": width,
+        "height": height,
+        "background": background,
+        "objects": [],
+        "texts": [],
+        "relations": [],
+        "counts": {"shapes": {}, "colours": {}},
+        "card": None,
     }
 
 
@@ -97,8 +105,14 @@ def _object(rng: random.Random, cell: str, center: list[float], image_size: int)
     radius = round(SIZE_RADIUS[size] * image_size / 2, 2)
     bbox = outline_bbox(shape_outline(shape, center, radius))
     return {
-        "shape": shape, "colour": colour, "size": size, "cell": cell, "bbox": bbox,
-        "center": center, "radius": radius, "rgb": list(COLOUR_RGB[colour]),
+        "shape": shape,
+        "colour": colour,
+        "size": size,
+        "cell": cell,
+        "bbox": bbox,
+        "center": center,
+        "radius": radius,
+        "rgb": list(COLOUR_RGB[colour]),
     }
 
 
@@ -109,8 +123,11 @@ def _text(rng: random.Random, cell: str, center: list[float], image_size: int) -
     left, top, right, bottom = ink_box(text, font_size)
     x, y = round(center[0]), round(center[1])
     return {
-        "text": text, "cell": cell, "bbox": [x + left, y + top, x + right, y + bottom],
-        "center": [x, y], "font_size": font_size,
+        "text": text,
+        "cell": cell,
+        "bbox": [x + left, y + top, x + right, y + bottom],
+        "center": [x, y],
+        "font_size": font_size,
     }
 
 

@@ -30,9 +30,17 @@ from sail.world.vocab import COLOURS, SHAPES
 
 ELEMENT_TYPES = ("pair", "object", "position", "text", "relation", "shape", "count")
 SIZE_WORDS = {"small": "small", "little": "small", "large": "large", "big": "large"}
-RELATION_WORDS = {"to the left of": "left of", "left of": "left of", "to the right of": "right of",
-                  "right of": "right of", "above": "above", "over": "above", "below": "below",
-                  "under": "below", "beneath": "below"}
+RELATION_WORDS = {
+    "to the left of": "left of",
+    "left of": "left of",
+    "to the right of": "right of",
+    "right of": "right of",
+    "above": "above",
+    "over": "above",
+    "below": "below",
+    "under": "below",
+    "beneath": "below",
+}
 COUNT_WORDS = {"two": 2, "three": 3, "four": 4, "five": 5, "six": 6}
 
 _SIZE = "|".join(SIZE_WORDS)
@@ -42,8 +50,10 @@ _RELATION = "|".join(RELATION_WORDS)
 _RELATION_NP = rf"(?:(?:the|a|an)\s+)?(?:(?:{_SIZE})\s+)?({_COLOUR})\s+({_SHAPE})"
 
 NOUN_PHRASE = re.compile(rf"\b(?:({_SIZE})\s+)?({_COLOUR})\s+({_SHAPE})s?\b")
-RELATION = re.compile(rf"\b{_RELATION_NP}\s+(?:(?:is|sits|lies|appears|stands)\s+)?"
-                      rf"(?:(?:directly|just)\s+)?({_RELATION})\s+{_RELATION_NP}\b")
+RELATION = re.compile(
+    rf"\b{_RELATION_NP}\s+(?:(?:is|sits|lies|appears|stands)\s+)?"
+    rf"(?:(?:directly|just)\s+)?({_RELATION})\s+{_RELATION_NP}\b"
+)
 CELL = re.compile(r"\b(top|upper|bottom|lower)[\s-]+(left|right)\b")
 QUOTED = re.compile(r'"([^"\n]{1,60})"')
 FACT = re.compile(r"\b([a-z]+):\s*(\d{1,6})\b")
@@ -66,8 +76,7 @@ def _canonical_relation(c1: str, s1: str, relation: str, c2: str, s2: str) -> tu
 
 def _placed(clause: str) -> list[tuple[tuple[str, str, str | None], tuple[str, str] | None]]:
     """Noun phrases of one clause, each with its nearest cell phrase (or None)."""
-    cells = [(m.start(), ("top" if m[1] in ("top", "upper") else "bottom") + " " + m[2])
-             for m in CELL.finditer(clause)]
+    cells = [(m.start(), ("top" if m[1] in ("top", "upper") else "bottom") + " " + m[2]) for m in CELL.finditer(clause)]
     found = []
     for match in NOUN_PHRASE.finditer(clause):
         size = SIZE_WORDS[match[1]] if match[1] else None
@@ -82,10 +91,13 @@ def parse_caption(text: str) -> dict[str, list]:
     texts = [_normalise_text(m[1]) for m in QUOTED.finditer(text)]
     unquoted = QUOTED.sub(lambda m: " " * len(m[0]), text)
     texts += [f"{label}: {int(value)}" for label, value in FACT.findall(unquoted)]
-    relations = [_canonical_relation(m[1], m[2], RELATION_WORDS[m[3]], m[4], m[5])
-                 for m in RELATION.finditer(unquoted)]
+    relations = [_canonical_relation(m[1], m[2], RELATION_WORDS[m[3]], m[4], m[5]) for m in RELATION.finditer(unquoted)]
     parsed: dict[str, list] = {
-        "pair": [], "object": [], "position": [], "text": texts, "relation": relations,
+        "pair": [],
+        "object": [],
+        "position": [],
+        "text": texts,
+        "relation": relations,
         "shape": sorted(set(SHAPE_WORD.findall(unquoted))),
         "count": [(shape, COUNT_WORDS.get(n) or int(n)) for n, shape in COUNT.findall(unquoted)],
     }
@@ -112,9 +124,16 @@ def record_elements(record: dict) -> dict[str, list]:
         "object": [(o["size"], o["colour"], o["shape"]) for o in objects],
         "position": [(o["colour"], o["shape"], o["cell"]) for o in objects],
         "text": texts,
-        "relation": [(objects[r["subject"]]["colour"], objects[r["subject"]]["shape"], r["relation"],
-                      objects[r["object"]]["colour"], objects[r["object"]]["shape"])
-                     for r in record["relations"]],
+        "relation": [
+            (
+                objects[r["subject"]]["colour"],
+                objects[r["subject"]]["shape"],
+                r["relation"],
+                objects[r["object"]]["colour"],
+                objects[r["object"]]["shape"],
+            )
+            for r in record["relations"]
+        ],
         "shape": sorted({o["shape"] for o in objects}),
         "count": [(shape, n) for shape, n in record["counts"]["shapes"].items() if n > 1],
     }
@@ -164,4 +183,3 @@ def score_captions(captions: list[str], records: list[dict]) -> dict[str, float]
     for caption, record in zip(captions, records):
         total.update(_tally(caption, record))
     return {**_rates(total), "n": float(len(records))}
-
