@@ -186,3 +186,21 @@ def test_foundations_that_read_load_without_a_warning(tmp_path, geometry, recwar
     budget = FoundationBudget(**{**TINY_BUDGET.__dict__, "language_check_every": 2, "language_reading_target": 0.0})
     foundation_parts("tiny", geometry, directory=tmp_path, budget=budget)
     assert not [w for w in recwarn if "reading target" in str(w.message)]
+
+
+def test_a_build_depends_on_its_seed_not_on_what_ran_before(tmp_path, geometry):
+    """The reuse key names the seed, so a rebuild elsewhere (notebook 02 after 00, a test, a bench
+    worker that ran other seeds) must make the same weights."""
+    weights = []
+    for folder, noise in (("a", 1), ("b", 2)):
+        torch.manual_seed(noise)  # whatever the caller did to the global generator before
+        torch.rand(7)
+        built = build_foundations(tmp_path / folder, geometry, TINY_BUDGET, seed=3, progress=False)
+        weights.append(
+            [
+                AutoModelForCausalLM.from_pretrained(built.language_dir).state_dict(),
+                InternVLVisionModel.from_pretrained(built.vision_dir).state_dict(),
+            ]
+        )
+    for first, second in zip(*weights):
+        assert all(torch.equal(first[name], second[name]) for name in first)
