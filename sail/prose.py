@@ -6,7 +6,7 @@ number, a comparison, a direction) is produced by code from the results, with th
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from numbers import Integral
 
 from IPython.display import Markdown
@@ -28,14 +28,22 @@ def change(name: str, before: float, after: float, digits: int = 3) -> str:
     return f"{name} {'rose' if after > before else 'fell'} from {shown_before} to {shown_after}"
 
 
+def relation(ours: float, other: float, digits: int = 3) -> str:
+    """ "above", "below", or "level with" when the two are equal at the digits shown."""
+    if number(ours, digits) == number(other, digits):
+        return "level with"
+    return "above" if ours > other else "below"
+
+
 def versus(name: str, ours: float, other: float, other_name: str, digits: int = 3) -> str:
     """ "<name> is a, above/below/level with <other_name>'s b"."""
     shown_ours, shown_other = number(ours, digits), number(other, digits)
-    if shown_ours == shown_other:
-        relation = "level with"
-    else:
-        relation = "above" if ours > other else "below"
-    return f"{name} is {shown_ours}, {relation} {other_name}'s {shown_other}"
+    return f"{name} is {shown_ours}, {relation(ours, other, digits)} {other_name}'s {shown_other}"
+
+
+def listing(items: Sequence[str]) -> str:
+    """ "a", "a and b", "a, b and c"."""
+    return items[0] if len(items) == 1 else ", ".join(items[:-1]) + " and " + items[-1]
 
 
 def takeaways(points: Iterable[str], title: str = "What this run shows") -> Markdown:

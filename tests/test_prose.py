@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from sail.prose import change, number, takeaways, versus
+from sail.prose import change, listing, number, relation, takeaways, versus
 
 
 def test_numbers_are_shown_as_counts_or_fractions():
@@ -33,3 +33,12 @@ def test_versus_compares_against_a_named_baseline():
 
 def test_takeaways_are_a_titled_bullet_list():
     assert takeaways(["a", "b"]).data == "### What this run shows\n\n- a\n- b"
+
+
+def test_relation_and_listing():
+    assert [relation(2.04, 2.0, 1), relation(1.96, 2.0, 1), relation(2.0, 2.9, 1)] == [
+        "level with",
+        "level with",
+        "below",
+    ]
+    assert [listing(["a"]), listing(["a", "b"]), listing(["a", "b", "c"])] == ["a", "a and b", "a, b and c"]

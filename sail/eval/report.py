@@ -40,7 +40,7 @@ from sail.eval.benchmarks import (
 from sail.eval.generation import Generator, image_messages
 from sail.eval.metrics import extract_choice, yes_no
 from sail.eval.tsv import read_tsv
-from sail.prose import number, versus
+from sail.prose import listing, number, relation, versus
 
 __all__ = [
     "breakdown",
@@ -362,15 +362,6 @@ def _score(value: float) -> str:
     return f"{value:.1f}"
 
 
-def _relation(ours: float, other: float) -> str:
-    """ "above" / "below" / "level with", judged on the digits shown."""
-    return "level with" if _score(ours) == _score(other) else "above" if ours > other else "below"
-
-
-def _listed(items: Sequence[str]) -> str:
-    return items[0] if len(items) == 1 else ", ".join(items[:-1]) + " and " + items[-1]
-
-
 def findings(
     results: Mapping[str, Mapping[str, Mapping]],
     benchmarks: Mapping[str, Sequence[Mapping]],
@@ -397,7 +388,7 @@ def findings(
             "overall": f"The {what}: "
             + ", ".join(f"`{m}` {_score(overall[m])}" for m in models)
             + "; "
-            + f"`{models[-1]}` is {_relation(overall[models[-1]], overall[models[0]])} `{models[0]}`."
+            + f"`{models[-1]}` is {relation(overall[models[-1]], overall[models[0]], 1)} `{models[0]}`."
         }
     spreads = []
     for m in models:
@@ -405,28 +396,27 @@ def findings(
         if high == low:
             spreads.append(f"every group of `{m}` averages {high}")
         else:
-            best = _listed([g for g, v in groups[m].items() if _score(v) == high])
-            worst = _listed([g for g, v in groups[m].items() if _score(v) == low])
+            best = listing([g for g, v in groups[m].items() if _score(v) == high])
+            worst = listing([g for g, v in groups[m].items() if _score(v) == low])
             spreads.append(f"`{m}`'s best group is {best} ({high}), its worst {worst} ({low})")
     sentence = "; ".join(spreads)
     out["groups"] = sentence[0].upper() + sentence[1:] + "."
     if chance:
-        levels = _listed([f"{name} {_score(level)}" for name, level in chance.items()])
+        levels = listing([f"{name} {_score(level)}" for name, level in chance.items()])
         parts = []
         for m in models:
             by_relation: dict[str, list[str]] = {}
             for name, level in chance.items():
                 ours = results[m][name]["score"]
-                by_relation.setdefault(_relation(ours, level), []).append(f"{name} {_score(ours)}")
+                by_relation.setdefault(relation(ours, level, 1), []).append(f"{name} {_score(ours)}")
             if len(by_relation) == 1:
-                relation = next(iter(by_relation))
-                parts.append(f"`{m}` is {relation} chance on all {len(chance)}")
+                only = next(iter(by_relation))
+                parts.append(f"`{m}` is {only} chance on all {len(chance)}")
             else:
                 parts.append(
                     f"`{m}` is "
                     + ", ".join(
-                        f"{relation} chance on {len(names)} ({', '.join(names)})"
-                        for relation, names in by_relation.items()
+                        f"{side} chance on {len(names)} ({', '.join(names)})" for side, names in by_relation.items()
                     )
                 )
         out["chance"] = (
