@@ -1,7 +1,8 @@
 """Reliability of the LM foundation's context reading: designs x seeds x torch threads.
 
-Reading a context forms in a sudden transition whose timing varies from run to run (and with the
-number of CPU threads, which changes the order of float sums). For each design (a set of
+Reading a context forms in a sudden transition whose timing varies from run to run. Runs are
+measured at 1 and 2 torch threads because the thread count changes the order of float sums; since
+builds seed their initial weights, both gave the same checks for every seed. For each design (a set of
 `FoundationBudget` overrides, `DESIGNS`), seed and thread count this pretrains the tiny LM
 foundation exactly as `sail.foundations.build_foundations` does and records every check: when it
 first reached the reading target, in steps and seconds, and its final figure. With `--captioner`

@@ -56,9 +56,10 @@ class FoundationBudget:
     H100). The cosine matters: with the rate held at its peak, 2 of 10 seeds stalled below the
     target by step 400. On this 2-core machine, a cosine ending at a 400-step cap left 2 of 8
     seeds below the target (1 thread), and a 500-step cosine brought 9 of 10 there within 400
-    steps (median 200), so the cosine is planned over 500 steps and the run capped at 400. This
-    design reached the target in 7 of 10 seeds at 1 and at 2 threads (median step 200, 84 s at
-    2 threads); the misses read their context but plateau at pair F1 0.69 to 0.84.
+    steps (median 200), so the cosine is planned over 500 steps and the run capped at 400.
+    Since a build seeds its initial weights, the same seed gives the same run at 1 and at 2 threads,
+    and this design reached the target in 10 of 10 seeds at both (median step 250, worst 400;
+    `bench/results/foundations.json`).
     """
 
     language_drill_steps: int = 400
