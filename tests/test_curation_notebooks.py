@@ -80,7 +80,7 @@ def test_curation_then_captioner(tmp_path):
     assert results["quality"]["teacher"]["pair_f1"] == pytest.approx(1.0)
     assert results["costs"]["paper_scale"][0]["usd"] > results["costs"]["paper_scale"][1]["usd"]
 
-    from transformers import AutoModelForImageTextToText
+    from transformers import AutoModelForImageTextToText, AutoTokenizer
 
     captioner = artifacts / "sail-captioner"
     model = AutoModelForImageTextToText.from_pretrained(captioner)
@@ -88,6 +88,37 @@ def test_curation_then_captioner(tmp_path):
     assert (captioner / "README.md").read_text().startswith("---\n")
     sheet = (artifacts / "captioner-eval" / "human_eval.csv").read_text().splitlines()
     assert len(sheet) == 1 + 2 * 5 and "accuracy_1to5" in sheet[0]
+    assert results["split"]["tasks"]["recaption"]["train"] > 0  # distillation assigns both tasks
+
+    # A 3-step captioner rarely ends a caption. The stand-in writes "red circle" and stops, so
+    # notebook 03 has complete captions to keep, score and measure: this test is about the chain.
+    tokenizer = AutoTokenizer.from_pretrained(captioner)
+    said = [*tokenizer.encode("red circle", add_special_tokens=False), tokenizer.eos_token_id]
+    model.generation_config.sequence_bias = [[said[:k], 30.0 * k] for k in range(1, len(said) + 1)]
+    model.save_pretrained(captioner)
+    run = sail_run(
+        "03_production",
+        *common,
+        *("-p", "shard_size", "32", "-p", "interrupt_after_shards", "2", "-p", "max_new_tokens", "24"),
+        *("-p", "quality_images", "24"),
+    )
+    assert run.returncode == 0, run.stderr[-3000:]
+    production = json.loads((artifacts / "03_production.json").read_text())
+    shards = production["plan"]["shards"]
+    assert production["plan"]["images"] == pool_card["n_items"] and shards == -(-pool_card["n_items"] // 32)
+    first, second = production["passes"]
+    assert (first["shards_captioned"], second["shards_already_done"], second["shards_captioned"]) == (2, 2, shards - 2)
+    statuses = production["merge"]["statuses"]
+    assert sum(statuses.values()) == pool_card["n_items"]
+    assert production["merge"]["captions"] == statuses.get("ok", 0) + statuses.get("empty alt-text", 0) > 0
+    card = json.loads((cards / "sail-caption-mini-tiny.json").read_text())
+    assert card["n_items"] == production["merge"]["captions"]
+    assert set(production["quality"]) >= {"SAIL-Caption-mini", "teacher", "alt_text", "weak"}
+    assert production["quality"]["teacher"]["pair_f1"] == pytest.approx(1.0)
+    diversity = production["diversity"]
+    [equal_size] = {row["captions"] for row in diversity.values()}  # one sample size for every source
+    assert 0 < equal_size <= production["quality"]["SAIL-Caption-mini"]["n"] <= 24
+    assert diversity["teacher"]["unique 4-grams"] > diversity["weak"]["unique 4-grams"]
 
 
 def test_curation_reads_a_crafted_shard_safely_and_its_card_counts_the_drops(tmp_path):

@@ -50,3 +50,17 @@ def test_each_notebook_has_its_render_results_and_index_row(executed):
     assert executed.with_suffix(".html").is_file()
     assert json.loads((RUN / "results" / f"{executed.stem}.json").read_text())["headline"]
     assert f'<a href="{executed.stem}.html">' in (RUN / "index.html").read_text()
+
+
+def _results(stem: str) -> dict:
+    return json.loads((RUN / "results" / f"{stem}.json").read_text())
+
+
+def test_the_reference_run_s_captioners_beat_the_alt_text():
+    """The claim notebooks 02 and 03 make (paper H1), held by the committed run: a distillation
+    that stopped working, or a pool captioned by a broken engine, fails here."""
+    captioner = _results("02_captioner")["quality_headline"]
+    assert captioner["captioner (caption)"]["objects"] > captioner["alt_text"]["objects"]
+    assert captioner["captioner (caption)"]["hallucination_rate"] < captioner["alt_text"]["hallucination_rate"]
+    mini = _results("03_production")["quality"]
+    assert mini["SAIL-Caption-mini"]["pair_f1"] > mini["alt_text"]["pair_f1"]

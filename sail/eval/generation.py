@@ -27,7 +27,7 @@ from pathlib import Path
 import torch
 from PIL import Image
 
-from sail.model.chat import conversation, generate_answers
+from sail.model.chat import Generation, conversation, generations
 
 __all__ = ["BACKENDS", "BackendUnavailableError", "Generator", "image_messages"]
 
@@ -113,6 +113,10 @@ class Generator:
 
     def generate(self, messages_batch: Sequence[Sequence[dict]], max_tiles: int = 6) -> list[str]:
         """Greedy answers, one per conversation, in order; images tiled up to `max_tiles`."""
+        return [found.text for found in self.generations(messages_batch, max_tiles)]
+
+    def generations(self, messages_batch: Sequence[Sequence[dict]], max_tiles: int = 6) -> list[Generation]:
+        """`generate`, saying of each answer whether it stopped at `max_new_tokens`."""
         if max_tiles < 1:
             raise ValueError(f"max_tiles must be positive, got {max_tiles}")
         if not messages_batch:
@@ -137,14 +141,14 @@ class Generator:
         self.model = AutoModelForImageTextToText.from_pretrained(self.model_dir, dtype=dtype).to(device)
         self.processor = ImageOnlyInternVLProcessor.from_pretrained(self.model_dir)
 
-    def _generate_hf(self, messages_batch, max_tiles: int) -> list[str]:
+    def _generate_hf(self, messages_batch, max_tiles: int) -> list[Generation]:
         self._load_hf()
         images_processor = self.processor.image_processor
         saved = (images_processor.crop_to_patches, images_processor.max_patches)
         images_processor.crop_to_patches, images_processor.max_patches = max_tiles > 1, max_tiles
         try:
             split = [_split(messages) for messages in messages_batch]
-            return generate_answers(
+            return generations(
                 self.model,
                 self.processor,
                 [bare for bare, _ in split],
@@ -177,14 +181,14 @@ class Generator:
         self._pipe = lmdeploy.pipeline(str(self.model_dir), backend_config=config)
         return self._pipe
 
-    def _generate_lmdeploy(self, messages_batch, max_tiles: int) -> list[str]:
+    def _generate_lmdeploy(self, messages_batch, max_tiles: int) -> list[Generation]:
         pipe = self._load_lmdeploy()
         from lmdeploy import GenerationConfig
 
         prompts = [_openai_messages(m, max_tiles) for m in messages_batch]
         config = GenerationConfig(max_new_tokens=self.max_new_tokens, do_sample=False)
         responses = pipe(prompts, gen_config=config)
-        return [r.text.strip() for r in responses]
+        return [Generation(r.text.strip(), r.finish_reason == "length") for r in responses]
 
 
 def _openai_messages(messages: Sequence[dict], max_tiles: int) -> list[dict]:

@@ -12,12 +12,14 @@ from sail.model.build import (
 )
 from sail.model.chat import (
     IGNORE_INDEX,
+    Generation,
     TemplateMismatchError,
     assistant_labels,
     conversation,
     encode_conversations,
     generate,
     generate_answers,
+    generations,
 )
 from sail.model.processor import ImageOnlyInternVLProcessor, image_processor, make_processor
 from sail.model.tokenizer import CHAT_TEMPLATE, add_image_tokens, train_world_tokenizer
@@ -26,6 +28,7 @@ __all__ = [
     "CHAT_TEMPLATE",
     "GEOMETRIES",
     "IGNORE_INDEX",
+    "Generation",
     "Geometry",
     "ImageOnlyInternVLProcessor",
     "TemplateMismatchError",
@@ -37,6 +40,7 @@ __all__ = [
     "encode_conversations",
     "generate",
     "generate_answers",
+    "generations",
     "geometry_table",
     "image_processor",
     "make_processor",

@@ -9,6 +9,7 @@ conversation raises `TemplateMismatchError` instead of training on it.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import NamedTuple
 
 import torch
 from PIL import Image
@@ -128,6 +129,13 @@ def mask_batch(
     return labels
 
 
+class Generation(NamedTuple):
+    """One generated answer, and whether it stopped at `max_new_tokens` instead of its end token."""
+
+    text: str
+    hit_limit: bool
+
+
 @torch.no_grad()
 def generate_answers(
     model,
@@ -140,6 +148,21 @@ def generate_answers(
 ) -> list[str]:
     """Greedy answers to many conversations (each ending with a user turn, its images given in
     order), batched with left padding so every prompt ends where generation starts."""
+    found = generations(model, processor, conversations, images, max_new_tokens=max_new_tokens, batch_size=batch_size)
+    return [answer.text for answer in found]
+
+
+@torch.no_grad()
+def generations(
+    model,
+    processor: ProcessorMixin,
+    conversations: Sequence[list[dict]],
+    images: Sequence[Sequence[Image.Image]],
+    *,
+    max_new_tokens: int = 48,
+    batch_size: int = 32,
+) -> list[Generation]:
+    """`generate_answers`, saying of each answer whether it was cut at `max_new_tokens`."""
     tokenizer = processor.tokenizer
     was_training = model.training
     model.eval()
@@ -162,7 +185,9 @@ def generate_answers(
                 pad_token_id=tokenizer.pad_token_id,
             )
             new_tokens = output[:, inputs["input_ids"].shape[1] :]
-            answers.extend(s.strip() for s in tokenizer.batch_decode(new_tokens, skip_special_tokens=True))
+            ended = (new_tokens == tokenizer.eos_token_id).any(dim=1).tolist()
+            texts = tokenizer.batch_decode(new_tokens, skip_special_tokens=True)
+            answers.extend(Generation(text.strip(), not done) for text, done in zip(texts, ended))
     finally:
         model.train(was_training)
     return answers
