@@ -25,17 +25,39 @@ from PIL import Image
 ROOT = Path(__file__).resolve().parents[1]
 
 
+def distil_and_score(model, processor, rows, *, steps: int, seed: int, test_seed: int, eval_images: int = 128):
+    """Notebook 02's distillation stage on (annotation, task) rows, then the captioner's scores on
+    held-out world test images: (training result, scores)."""
+    from sail.caption import captioner_trainable, evaluate_captioner
+    from sail.caption.distill import distillation_collate
+    from sail.train import Stage, train
+    from sail.world import sample_records
+
+    stage = Stage(
+        name="sail-captioner",
+        data=rows,
+        collate=distillation_collate(processor),
+        trainable=captioner_trainable(train_vision=False),
+        lr=1e-3,
+        batch_size=32,
+        max_steps=steps,
+        seed=seed,
+    )
+    with tempfile.TemporaryDirectory() as runs:
+        result = train(model, stage, Path(runs), progress=False)
+    _, scores = evaluate_captioner(model, processor, sample_records("test", eval_images, seed=test_seed))
+    return result, scores
+
+
 def distil(
     n: int, steps: int, foundations: Path, seed: int, eval_images: int, reference: Path | None, files: bool
 ) -> dict:
     import torch
     from transformers import AutoTokenizer
 
-    from sail.caption import captioner_trainable, evaluate_captioner
-    from sail.caption.distill import Annotation, distillation_collate, distillation_rows
+    from sail.caption.distill import Annotation, distillation_rows
     from sail.caption.teachers import WorldTeacher, world_items
     from sail.model import GEOMETRIES, compose_vlm, make_processor
-    from sail.train import Stage, train
     from sail.world import alt_text, render, sample_records
 
     geometry = GEOMETRIES["tiny"]
@@ -79,19 +101,9 @@ def distil(
         (by_id[a.id], task) if task == "recaption" else (a, task)
         for a, task in distillation_rows(annotations["caption"], recaption_fraction=0.2, seed=seed)
     ]
-    stage = Stage(
-        name="captioner-budget",
-        data=rows,
-        collate=distillation_collate(processor),
-        trainable=captioner_trainable(train_vision=False),
-        lr=1e-3,
-        batch_size=32,
-        max_steps=steps,
-        seed=seed,
+    result, scores = distil_and_score(
+        model, processor, rows, steps=steps, seed=seed, test_seed=seed + 1, eval_images=eval_images
     )
-    with tempfile.TemporaryDirectory() as runs:
-        result = train(model, stage, Path(runs), progress=False)
-    _, scores = evaluate_captioner(model, processor, sample_records("test", eval_images, seed=seed + 1))
     return {
         "images": "world train" if reference is None else f"reference subset ({'files' if files else 'rendered'})",
         "seed": seed,

@@ -10,8 +10,9 @@ batch order all follow notebook 02's `seed`; the foundations and the 128 held-ou
 from __future__ import annotations
 
 import argparse
-import tempfile
 from pathlib import Path
+
+from captioner_budget import distil_and_score  # bench/ is this script's own folder on sys.path
 
 ROOT = Path(__file__).resolve().parents[1]
 ARTIFACTS = ROOT / "outputs/tiny/artifacts"
@@ -21,13 +22,10 @@ def distil(seed: int, steps: int) -> dict:
     import torch
     from transformers import AutoTokenizer
 
-    from sail.caption import captioner_trainable, evaluate_captioner
-    from sail.caption.distill import Annotation, distillation_collate, distillation_rows
+    from sail.caption.distill import Annotation, distillation_rows
     from sail.caption.pipeline import load_reference, split_annotations, teacher_items, to_annotations
     from sail.caption.teachers import WorldTeacher
     from sail.model import GEOMETRIES, compose_vlm, make_processor
-    from sail.train import Stage, train
-    from sail.world import sample_records
 
     foundations, geometry = ARTIFACTS / "foundations", GEOMETRIES["tiny"]
     torch.manual_seed(seed)
@@ -48,19 +46,7 @@ def distil(seed: int, steps: int) -> dict:
         (grounded[a.id], task) if task == "recaption" and a.id in grounded else (a, "caption")
         for a, task in distillation_rows(train_annotations, recaption_fraction=0.2, seed=seed)
     ]
-    stage = Stage(
-        name="captioner-seeds",
-        data=rows,
-        collate=distillation_collate(processor),
-        trainable=captioner_trainable(train_vision=False),
-        lr=1e-3,
-        batch_size=32,
-        max_steps=steps,
-        seed=seed,
-    )
-    with tempfile.TemporaryDirectory() as runs:
-        result = train(model, stage, Path(runs), progress=False)
-    _, scores = evaluate_captioner(model, processor, sample_records("test", 128, seed=1))
+    result, scores = distil_and_score(model, processor, rows, steps=steps, seed=seed, test_seed=1)
     return {
         "seed": seed,
         "steps": result.steps,

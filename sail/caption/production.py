@@ -198,11 +198,10 @@ def _open(item: Item) -> tuple[Image.Image | None, str]:
         return None, f"{type(error).__name__}: {error}"
 
 
-def caption_shard(items: Sequence[Item], settings: Settings, identity: dict[str, str], generator=None) -> list[dict]:
+def caption_shard(items: Sequence[Item], settings: Settings, identity: dict[str, str]) -> list[dict]:
     """Rows for one shard, in the shard's order: every item once, with its status."""
     from sail.eval.generation import image_messages
 
-    generator = generator or _GENERATOR
     rows, pending = [], []
     for item in items:
         task = task_of(item.id, settings.recaption_fraction, settings.seed)
@@ -221,7 +220,7 @@ def caption_shard(items: Sequence[Item], settings: Settings, identity: dict[str,
     for start in range(0, len(pending), settings.batch_size):
         chunk = pending[start : start + settings.batch_size]
         messages = [image_messages(image, prompt_for(row["task"], row["alt_text"])) for row, image in chunk]
-        for (row, _), found in zip(chunk, generator.generations(messages, settings.max_tiles)):
+        for (row, _), found in zip(chunk, _GENERATOR.generations(messages, settings.max_tiles)):
             row["caption"] = found.text
             if found.hit_limit:
                 row |= {"status": LENGTH_LIMIT, "detail": f"stopped at max_new_tokens={settings.max_new_tokens}"}
