@@ -185,3 +185,108 @@ def test_pack_batch_places_sequences_first_fit_longest_first():
     assert packed["labels"].tolist() == [[-100, -100, -100, 4, 5, -100], [6, 7, 8, 9, 10, -100]]
     assert packed["num_tokens"] == 10 and packed["use_cache"] is False
     assert pack_batch(batch, 2, pad_token_id=0)["input_ids"].shape == (2, 5)  # rows grow to the longest: [5], [3 + 2]
+
+
+def test_accumulated_micro_batches_make_the_step_one_big_batch_makes(tmp_path, tokenizer, geometry, records):
+    stage = lm_stage(tokenizer, records, batch_size=4, max_steps=2)
+    torch.manual_seed(0)
+    whole = build_language_model(geometry, tokenizer)
+    split = build_language_model(geometry, tokenizer)
+    split.load_state_dict(whole.state_dict())
+    one = train(whole, stage, tmp_path / "one", progress=False)
+    two = train(
+        split,
+        lm_stage(tokenizer, records, batch_size=2, gradient_accumulation=2, max_steps=2),
+        tmp_path / "two",
+        progress=False,
+    )
+    # the same four rows per step: the loss is their token mean and the gradient the same, not a mean of two means
+    assert [h["loss"] for h in two.history] == pytest.approx([h["loss"] for h in one.history], rel=1e-5)
+    assert [h["grad_norm"] for h in two.history] == pytest.approx([h["grad_norm"] for h in one.history], rel=1e-4)
+    assert one.tokens == two.tokens
+    # step 2's equal loss shows the weights after step 1 agree (Adam's first step is too sign-like to compare)
+
+
+def test_the_step_loss_weights_micro_batches_by_their_supervised_tokens(tokenizer, geometry, records):
+    """Micro-batches of unequal supervision: the token mean differs from the mean of their means."""
+    stage = lm_stage(tokenizer, records, batch_size=2)
+    model = build_language_model(geometry, tokenizer).eval()
+    first, second = stage.collate(stage.data[0:2]), stage.collate(stage.data[2:4])
+    both = stage.collate(stage.data[0:4])
+    losses, counts = [], []
+    with torch.no_grad():
+        for batch in (first, second):
+            batch.pop("num_tokens")
+            losses.append(float(model(**batch).loss))
+            counts.append(int((batch["labels"][:, 1:] != -100).sum()))
+        both.pop("num_tokens")
+        whole = float(model(**both).loss)
+    assert counts[0] != counts[1] and abs(whole - sum(losses) / 2) > 1e-4  # the case tells the two apart
+    assert whole == pytest.approx((losses[0] * counts[0] + losses[1] * counts[1]) / sum(counts), rel=1e-5)
+
+
+def test_validation_loss_is_the_mean_over_every_supervised_token(tokenizer, geometry, records):
+    from sail.train import validation_loss
+
+    stage = lm_stage(tokenizer, records)
+    rows = stage.data[:6]
+    model = build_language_model(geometry, tokenizer)
+    batch = stage.collate(list(rows))
+    batch.pop("num_tokens")
+    with torch.no_grad():
+        expected = float(model(**batch).loss)
+    # batches of 4 and 2 rows with different token counts: a sum, or a mean of batch means, differs
+    assert validation_loss(model, stage.collate, rows, batch_size=4) == pytest.approx(expected, rel=1e-5)
+
+
+def test_lr_scale_sets_its_modules_rate(tmp_path, tokenizer, geometry, processor, records):
+    model = build_vlm(geometry, tokenizer)
+    vision_before = {k: v.clone() for k, v in model.model.vision_tower.state_dict().items()}
+    stage = Stage(
+        name="advance",
+        data=caption_examples(records[:8]),
+        collate=caption_collate(processor),
+        trainable=("model.vision_tower", "model.multi_modal_projector"),
+        lr=1e-3,
+        batch_size=4,
+        max_steps=2,
+        lr_scale={"model.vision_tower": 0.0},
+    )
+    from sail.train.stage import parameter_groups
+
+    set_trainable(model, stage.trainable)
+    groups = sorted((g["lr"], len(g["params"])) for g in parameter_groups(model, stage))
+    vision_tensors = sum(1 for p in model.model.vision_tower.parameters())
+    assert groups == [(0.0, vision_tensors), (1e-3, sum(1 for p in model.model.multi_modal_projector.parameters()))]
+    train(model, stage, tmp_path, progress=False)
+    # a zero rate leaves the vision tower exactly where it was though it had gradients
+    assert all(torch.equal(v, vision_before[k]) for k, v in model.model.vision_tower.state_dict().items())
+
+
+def test_loader_workers_collate_the_same_batches(tmp_path, tokenizer, geometry, records):
+    torch.manual_seed(0)
+    here = build_language_model(geometry, tokenizer)
+    there = build_language_model(geometry, tokenizer)
+    there.load_state_dict(here.state_dict())
+    stage = lm_stage(tokenizer, records, max_steps=10)  # 64 records / batch 8: crosses an epoch
+    inline = train(here, stage, tmp_path / "inline", progress=False)
+    workers = train(there, stage, tmp_path / "workers", loader_workers=2, progress=False)
+    assert [h["loss"] for h in workers.history] == [h["loss"] for h in inline.history]
+
+
+def test_each_step_is_logged_as_a_json_line_and_to_the_tracker(tmp_path, tokenizer, geometry, records):
+    import json
+
+    result = train(
+        build_language_model(geometry, tokenizer),
+        lm_stage(tokenizer, records),
+        tmp_path,
+        tracker="tensorboard",
+        progress=False,
+    )
+    lines = [json.loads(line) for line in (tmp_path / "log.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in lines] == list(range(1, 7)) and lines == result.history
+    assert {"loss", "lr", "grad_norm", "tokens", "tokens_per_second"} <= set(lines[0])
+    assert lines[-1]["tokens"] == result.tokens and all(r["tokens_per_second"] > 0 for r in lines)
+    assert "history" not in (tmp_path / "checkpoints" / "step-0000006" / "trainer_state.json").read_text()
+    assert list(tmp_path.rglob("events.out.tfevents.*")), "no TensorBoard event file"

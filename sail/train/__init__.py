@@ -10,6 +10,7 @@ from sail.train.trainer import (
     format_trainable,
     latest_checkpoint,
     make_accelerator,
+    read_log,
     train,
     validation_loss,
 )
@@ -24,6 +25,7 @@ __all__ = [
     "latest_checkpoint",
     "make_accelerator",
     "pack_batch",
+    "read_log",
     "set_trainable",
     "train",
     "validation_loss",

@@ -21,9 +21,11 @@ class Stage:
 
     `trainable` names submodules by dotted path ("" = the whole model); everything else is frozen.
     `collate` turns a list of dataset rows into a batch dict whose `num_tokens` entry (text and
-    image tokens) is counted against `token_budget`. The run stops at whichever of `token_budget`
-    and `max_steps` comes first; at least one must be set. `done_when(model, step)`, if given, is asked
-    every `check_every` steps whether the model has learned what the stage is for; yes ends it early.
+    image tokens) is counted against `token_budget`. `batch_size` rows go through the model at
+    once on each process; `gradient_accumulation` such micro-batches make one optimiser step.
+    The run stops at whichever of `token_budget` and `max_steps` comes first; at least one must be
+    set. `done_when(model, step)`, if given, is asked every `check_every` steps whether the model
+    has learned what the stage is for; yes ends it early.
     The learning rate warms up and decays by a cosine over the budget, or over `schedule_steps`
     when set: a stage that usually ends early by `done_when` can keep the pace of a longer schedule
     while its cap bounds what a slow run costs.
@@ -35,6 +37,7 @@ class Stage:
     trainable: tuple[str, ...]
     lr: float
     batch_size: int
+    gradient_accumulation: int = 1
     token_budget: int | None = None
     max_steps: int | None = None
     warmup_fraction: float = 0.1
@@ -50,8 +53,10 @@ class Stage:
     def __post_init__(self) -> None:
         if self.token_budget is None and self.max_steps is None:
             raise ValueError(f"stage {self.name!r}: set token_budget or max_steps")
-        if self.batch_size < 1 or self.lr <= 0 or len(self.data) == 0:
-            raise ValueError(f"stage {self.name!r}: needs batch_size >= 1, lr > 0 and some data")
+        if self.batch_size < 1 or self.gradient_accumulation < 1 or self.lr <= 0 or len(self.data) == 0:
+            raise ValueError(
+                f"stage {self.name!r}: needs batch_size >= 1, gradient_accumulation >= 1, lr > 0 and some data"
+            )
         if not self.trainable:
             raise ValueError(f"stage {self.name!r}: trains nothing")
         if self.schedule_steps is not None and self.schedule_steps < 1:

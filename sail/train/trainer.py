@@ -18,8 +18,8 @@ import shutil
 import socket
 import time
 import warnings
-from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
@@ -27,12 +27,15 @@ from accelerate import Accelerator, DeepSpeedPlugin
 from accelerate.scheduler import AcceleratedScheduler
 from accelerate.utils import InitProcessGroupKwargs
 from torch import nn
+from torch.utils.data import DataLoader
 
 from sail import console
-from sail.manifest import atomic_write_json
+from sail.manifest import atomic_write_json, atomic_write_text
+from sail.train.packing import IGNORE_INDEX
 from sail.train.stage import Stage, parameter_groups, set_trainable, warmup_cosine
 
 STATE_FILE = "trainer_state.json"
+LOG_FILE = "log.jsonl"
 
 
 class NonFiniteError(RuntimeError):
@@ -53,7 +56,6 @@ class TrainState:
     tokens: int = 0
     planned_steps: int = 0
     done_early: bool = False
-    history: list[dict] = field(default_factory=list)
 
 
 @dataclass
@@ -73,12 +75,26 @@ def make_accelerator(
     deepspeed_config: str | Path | dict | None = None,
     *,
     batch_size: int = 1,
+    gradient_accumulation: int = 1,
     max_grad_norm: float = 1.0,
     mixed_precision: str = "no",
+    tracker: str | None = None,
+    project_dir: str | Path | None = None,
 ) -> Accelerator:
-    """A plain Accelerator, or one driving DeepSpeed from a JSON config (which also runs on CPU)."""
+    """A plain Accelerator, or one driving DeepSpeed from a JSON config (which also runs on CPU).
+
+    The trainer steps its schedule once per optimiser step itself: accelerate's own stepping would
+    advance it once per process.
+    """
+    common = dict(
+        mixed_precision=mixed_precision,
+        gradient_accumulation_steps=gradient_accumulation,
+        step_scheduler_with_optimizer=False,
+        log_with=tracker,
+        project_dir=project_dir,
+    )
     if deepspeed_config is None:
-        return Accelerator(mixed_precision=mixed_precision)
+        return Accelerator(**common)
     on_cpu = not torch.cuda.is_available()
     _single_process_defaults()
     if on_cpu:
@@ -91,15 +107,13 @@ def make_accelerator(
     world = int(os.environ["WORLD_SIZE"])
     filled = {
         "train_micro_batch_size_per_gpu": batch_size,
-        "gradient_accumulation_steps": 1,
+        "gradient_accumulation_steps": gradient_accumulation,
         "gradient_clipping": max_grad_norm,
-        "train_batch_size": batch_size * world,
+        "train_batch_size": batch_size * gradient_accumulation * world,
     }
     config = {k: (filled.get(k, v) if v == "auto" else v) for k, v in config.items()}
     handlers = [InitProcessGroupKwargs(backend="gloo")] if on_cpu else []
-    return Accelerator(
-        deepspeed_plugin=DeepSpeedPlugin(hf_ds_config=config), kwargs_handlers=handlers, mixed_precision=mixed_precision
-    )
+    return Accelerator(deepspeed_plugin=DeepSpeedPlugin(hf_ds_config=config), kwargs_handlers=handlers, **common)
 
 
 def _single_process_defaults() -> None:
@@ -117,6 +131,37 @@ def format_trainable(rows: list[dict]) -> str:
     lines += [f"{r['module']:<32}{r['parameters']:>14,}{r['trainable']:>14,}" for r in rows]
     lines.append(f"{'total':<32}{sum(r['parameters'] for r in rows):>14,}{sum(r['trainable'] for r in rows):>14,}")
     return "\n".join(lines)
+
+
+class _StepLog:
+    """One JSON line per optimiser step, appended by the main process as the run goes.
+
+    A resumed run first drops the lines after its checkpoint's step (written before an interruption
+    the checkpoint never saw), so every step appears exactly once.
+    """
+
+    def __init__(self, path: Path, accelerator: Accelerator, keep_through: int):
+        self.path, self.main = path, accelerator.is_main_process
+        if self.main:
+            kept = [r for r in _read_jsonl(path) if r["step"] <= keep_through] if path.exists() else []
+            path.parent.mkdir(parents=True, exist_ok=True)
+            atomic_write_text(path, "".join(json.dumps(r) + "\n" for r in kept))
+        accelerator.wait_for_everyone()
+
+    def write(self, record: dict) -> None:
+        if self.main:
+            with self.path.open("a") as file:
+                file.write(json.dumps(record) + "\n")
+
+
+def _read_jsonl(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def read_log(output_dir: str | Path) -> list[dict]:
+    """Every optimiser step of the stage run in `output_dir` (loss, lr, grad norm, tokens, tokens/s)."""
+    path = Path(output_dir) / LOG_FILE
+    return _read_jsonl(path) if path.exists() else []
 
 
 def checkpoints(output_dir: str | Path) -> list[Path]:
@@ -138,11 +183,18 @@ def train(
     checkpoint_every: int | None = None,
     keep_checkpoints: int = 1,
     mixed_precision: str = "no",
+    gradient_checkpointing: bool = False,
+    loader_workers: int = 0,
+    tracker: str | None = None,
     progress: bool = True,
     log_every: int = 10,
 ) -> TrainResult:
-    """Train `model` in place for one stage; checkpoints go to `output_dir/checkpoints/`.
+    """Train `model` in place for one stage; checkpoints go to `output_dir/checkpoints/`, one line
+    per optimiser step to `output_dir/log.jsonl` (and to `tracker`, e.g. "tensorboard", if given).
 
+    Each optimiser step takes `stage.gradient_accumulation` micro-batches per process, collated by
+    `loader_workers` DataLoader processes (0: here). Its loss is the mean over every supervised
+    token of the whole step, however the tokens fall into micro-batches and processes.
     It resumes from the newest good checkpoint (see `_resume`). If the stage's budget changed since
     then, the schedule is re-planned to the new length with a warning, rather than refused: whoever
     raises `max_steps` wants the longer run, not the old cosine ending early and idling at its floor.
@@ -152,20 +204,26 @@ def train(
     accelerator = make_accelerator(
         deepspeed_config,
         batch_size=stage.batch_size,
+        gradient_accumulation=stage.gradient_accumulation,
         max_grad_norm=stage.max_grad_norm,
         mixed_precision=mixed_precision,
+        tracker=tracker,
+        project_dir=output_dir,
     )
     torch.manual_seed(stage.seed)
     rows = set_trainable(model, stage.trainable)
     accelerator.print(
         f"stage {stage.name!r} trains {', '.join(stage.trainable) or 'the whole model'}:\n{format_trainable(rows)}"
     )
+    if gradient_checkpointing:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
 
     order = _EpochOrder(
         len(stage.data), stage.batch_size, stage.seed, accelerator.num_processes, accelerator.process_index
     )
     first_batch = stage.collate([stage.data[i] for i in order.indices(0, 0)])
-    planned_steps = _planned_steps(stage, first_batch["num_tokens"] * accelerator.num_processes)
+    tokens_per_step = first_batch["num_tokens"] * accelerator.num_processes * stage.gradient_accumulation
+    planned_steps = _planned_steps(stage, tokens_per_step)
     factor = warmup_cosine(planned_steps, stage.warmup_fraction, stage.min_lr_ratio)
 
     optimizer = torch.optim.AdamW(parameter_groups(model, stage), weight_decay=stage.weight_decay)
@@ -185,6 +243,9 @@ def train(
         )
         _follow_schedule(schedule, factor)
     state.planned_steps = planned_steps
+    log = _StepLog(output_dir / LOG_FILE, accelerator, keep_through=state.step)
+    if tracker:
+        accelerator.init_trackers(stage.name, config={"lr": stage.lr, "batch_size": stage.batch_size})
 
     model.train()
     bar = console.progress(
@@ -193,46 +254,48 @@ def train(
         desc=stage.name,
         disable=not progress or not accelerator.is_main_process,
     )
+    batches = _micro_batches(stage, order, state.epoch, state.batch_in_epoch, loader_workers, first_batch)
     started = time.perf_counter()
     while not _spent(stage, state):
-        batch = (
-            first_batch
-            if first_batch is not None
-            else stage.collate([stage.data[i] for i in order.indices(state.epoch, state.batch_in_epoch)])
-        )
-        first_batch = None
-        tokens = batch.pop("num_tokens")
-        batch = {k: v.to(accelerator.device) if torch.is_tensor(v) else v for k, v in batch.items()}
-        loss = model(**batch).loss
-        accelerator.backward(loss)  # under DeepSpeed this also clips and steps
-        loss_value = float(loss.detach())
-        _require_finite(
-            origin,
-            state.step + 1,
-            loss=loss_value,
-            gradient_norm=_clip_gradients(accelerator, model, stage.max_grad_norm),
-        )
+        step_started = time.perf_counter()
+        window = [next(batches) for _ in range(stage.gradient_accumulation)]
+        weights = _token_weights(accelerator, [batch for batch, _ in window])
+        step_loss, step_tokens = 0.0, 0
+        for (batch, position), weight in zip(window, weights):
+            step_tokens += batch.pop("num_tokens")
+            batch = {k: v.to(accelerator.device) if torch.is_tensor(v) else v for k, v in batch.items()}
+            with accelerator.accumulate(model):  # syncs gradients (and lets DeepSpeed step) on the last one
+                loss = model(**batch).loss
+                # accelerate (or DeepSpeed) divides by the accumulation; the weight makes it a token mean
+                accelerator.backward(loss * weight * stage.gradient_accumulation)
+            step_loss += float(loss.detach()) * weight
+            state.epoch, state.batch_in_epoch = position
+        step_loss = float(accelerator.reduce(torch.tensor(step_loss, device=accelerator.device), reduction="mean"))
+        gradient_norm = _clip_gradients(accelerator, model, stage.max_grad_norm)
+        _require_finite(origin, state.step + 1, loss=step_loss, gradient_norm=gradient_norm)
         optimizer.step()
         schedule.step()
         optimizer.zero_grad()
 
         state.step += 1
-        state.tokens += int(accelerator.reduce(torch.tensor(tokens, device=accelerator.device), reduction="sum"))
-        state.batch_in_epoch += 1
-        if state.batch_in_epoch == order.batches_per_epoch:
-            state.epoch, state.batch_in_epoch = state.epoch + 1, 0
-        state.history.append(
-            {
-                "step": state.step,
-                "loss": loss_value,
-                "tokens": state.tokens,
-                "lr": schedule.get_last_lr()[0],
-                "seconds": round(time.perf_counter() - started, 3),
-            }
-        )
+        step_tokens = int(accelerator.reduce(torch.tensor(step_tokens, device=accelerator.device), reduction="sum"))
+        state.tokens += step_tokens
+        seconds = time.perf_counter() - step_started
+        record = {
+            "step": state.step,
+            "loss": step_loss,
+            "lr": schedule.get_last_lr()[0],
+            "grad_norm": gradient_norm,
+            "tokens": state.tokens,
+            "tokens_per_second": round(step_tokens / seconds, 1),
+            "seconds": round(time.perf_counter() - started, 3),
+        }
+        log.write(record)
+        if tracker:
+            accelerator.log({k: v for k, v in record.items() if k != "step" and v is not None}, step=state.step)
         bar.update(1)
         if state.step % log_every == 0:
-            bar.set_postfix(loss=f"{state.history[-1]['loss']:.3f}")
+            bar.set_postfix(loss=f"{step_loss:.3f}")
         if stage.done_when and state.step % stage.check_every == 0:
             model.eval()
             state.done_early = bool(stage.done_when(accelerator.unwrap_model(model), state.step))
@@ -240,18 +303,62 @@ def train(
         if checkpoint_every and state.step % checkpoint_every == 0:
             _save_checkpoint(accelerator, model, output_dir, state, keep_checkpoints, origin)
     bar.close()
+    batches.close()
     _save_checkpoint(accelerator, model, output_dir, state, keep_checkpoints, origin)
+    if tracker:
+        accelerator.end_training()
     return TrainResult(
         stage=stage.name,
         steps=state.step,
         tokens=state.tokens,
         seconds=time.perf_counter() - started,
         trainable=rows,
-        history=state.history,
+        history=read_log(output_dir),
         resumed_from_step=resumed_from,
         backend=f"{accelerator.distributed_type.value} on {accelerator.device}",
         done_early=state.done_early,
     )
+
+
+def _micro_batches(
+    stage: Stage, order: _EpochOrder, epoch: int, position: int, workers: int, first: dict | None
+) -> Iterator[tuple[dict, tuple[int, int]]]:
+    """Collated micro-batches from (`epoch`, `position`) on, each with the position after it.
+
+    A DataLoader with `workers` processes collates (decodes and tokenises) ahead of the training
+    loop; its batches are the seeded order's, so a resumed run sees exactly what it would have.
+    `first`, already collated to plan the schedule, is not collated twice.
+    """
+    while True:
+        sampler = [order.indices(epoch, b) for b in range(position, order.batches_per_epoch)]
+        if first is not None:
+            sampler, first_batch = sampler[1:], first
+            position, first = position + 1, None
+            yield first_batch, _after(order, epoch, position)
+        loader = DataLoader(stage.data, batch_sampler=sampler, collate_fn=stage.collate, num_workers=workers)
+        for batch in loader:
+            position += 1
+            yield batch, _after(order, epoch, position)
+        epoch, position = epoch + 1, 0
+
+
+def _after(order: _EpochOrder, epoch: int, position: int) -> tuple[int, int]:
+    """(epoch, batch) of the next micro-batch, rolling over at the end of an epoch."""
+    return (epoch + 1, 0) if position == order.batches_per_epoch else (epoch, position)
+
+
+def _token_weights(accelerator: Accelerator, window: list[dict]) -> list[float]:
+    """Each micro-batch's share of the step's supervised tokens, over all processes.
+
+    A micro-batch's loss is its own token mean; weighting it by tokens / (all tokens / processes)
+    makes the sum over micro-batches, averaged over processes as DDP averages gradients, the mean
+    over every supervised token of the step (labels are shifted by one, as the model's loss does).
+    """
+    supervised = [int((batch["labels"][:, 1:] != IGNORE_INDEX).sum()) for batch in window]
+    total = int(accelerator.reduce(torch.tensor(sum(supervised), device=accelerator.device), reduction="sum"))
+    if total == 0:
+        raise ValueError("an optimiser step has no supervised token: every label is masked")
+    return [n * accelerator.num_processes / total for n in supervised]
 
 
 class _EpochOrder:
