@@ -29,15 +29,14 @@ from sail.model.chat import encode_texts
 from sail.model.tokenizer import IMAGE_CONTEXT, IMAGE_END, IMAGE_START, TURN_END, TURN_START
 from sail.train import pack_batch, validation_loss
 from sail.world import CAPTION_SOURCES, CELLS, COLOURS, SHAPES, SIZES, score_captions, teacher_caption
+from sail.world.ocr import LIST_PROMPT, LOOKUP_QUESTION, card_transcription, text_answer
 
 
 def context_words(record: dict) -> str:
     """What an image shows, as words, one group per cell in reading order (empty cells included),
     so each cell has a fixed place in the context, as it has among the image tokens."""
-    card = record.get("card")
-    if card:
-        facts = card.get("table") or list(zip(card["chart"]["labels"], card["chart"]["values"]))
-        return " ; ".join([f"title {card['title']}"] + [f"{label} {value}" for label, value in facts])
+    if record.get("card"):
+        return card_transcription(record["card"])
     items = {o["cell"]: f"{o['size']} {o['colour']} {o['shape']}" for o in record["objects"]}
     items |= {t["cell"]: f"text {t['text']}" for t in record["texts"]}
     return " ; ".join(f"{cell} {items.get(cell, 'empty')}" for cell in CELLS)
@@ -58,13 +57,10 @@ def with_context(tokenizer: PreTrainedTokenizerBase, messages: list[dict], conte
     return text.replace(IMAGE_CONTEXT, f"{IMAGE_START}{context}{IMAGE_END}", 1)
 
 
-LIST_PROMPT = "List what you see."
-
-
 def cell_answer(record: dict, cell: str) -> str:
     return next(
         (f"a {o['size']} {o['colour']} {o['shape']}" for o in record["objects"] if o["cell"] == cell),
-        next((f'the text "{t["text"]}"' for t in record["texts"] if t["cell"] == cell), "nothing"),
+        next((text_answer(t["text"]) for t in record["texts"] if t["cell"] == cell), "nothing"),
     )
 
 
@@ -73,7 +69,7 @@ def lookup_text(tokenizer: PreTrainedTokenizerBase, record: dict, rng: random.Ra
     Every answer is a few words copied from the context: a dense signal for learning to read it."""
     cells = rng.sample(CELLS, len(CELLS))
     answers = [cell_answer(record, cell) for cell in cells]
-    messages = conversation(f"What is at the {cells[0]}?", answers[0])
+    messages = conversation(LOOKUP_QUESTION.format(cell=cells[0]), answers[0])
     for cell, answer in zip(cells[1:], answers[1:]):
         messages += [{"role": "user", "content": f"And at the {cell}?"}, {"role": "assistant", "content": answer}]
     return with_context(tokenizer, messages, context_words(record)), answers

@@ -15,11 +15,16 @@ import torch
 IGNORE_INDEX = -100
 
 
-def pack_batch(batch: dict[str, torch.Tensor], row_length: int, pad_token_id: int) -> dict[str, torch.Tensor]:
+def pack_batch(
+    batch: dict[str, torch.Tensor], row_length: int, pad_token_id: int, image_token_id: int | None = None
+) -> dict[str, torch.Tensor]:
     """`input_ids`, `labels`, `position_ids` (and `num_tokens`, `use_cache=False`) of a right-padded batch, packed.
 
     Unused positions at the end of a row are padding with their own restarted positions and no
-    labels. `row_length` grows to the longest sequence when that is longer.
+    labels. `row_length` grows to the longest sequence when that is longer. A VLM batch's
+    `pixel_values` (tiles in sequence order) are reordered to follow the packed sequences, since
+    the model fills image tokens with tiles in the order the tokens appear; `image_token_id`
+    tells how many tiles each sequence holds.
     """
     lengths = batch["attention_mask"].sum(dim=1).tolist()
     row_length = max(row_length, *lengths)
@@ -46,11 +51,27 @@ def pack_batch(batch: dict[str, torch.Tensor], row_length: int, pad_token_id: in
             position_ids[row, start : start + length] = torch.arange(length)
             start += length
         position_ids[row, start:] = torch.arange(row_length - start)
-    # Without a cache transformers looks for the restarts; with one it would let rows see across them.
-    return {
+    packed = {
         "input_ids": input_ids,
         "labels": labels,
         "position_ids": position_ids,
+        # Without a cache transformers looks for the restarts; with one it would let rows see across them.
         "use_cache": False,
         "num_tokens": int(sum(lengths)),
     }
+    if "pixel_values" in batch:
+        packed["pixel_values"] = _tiles_in_packed_order(batch, image_token_id, [i for row in rows for i in row])
+    return packed
+
+
+def _tiles_in_packed_order(batch: dict[str, torch.Tensor], image_token_id: int | None, order: list[int]):
+    if image_token_id is None:
+        raise ValueError("packing a batch with pixel_values needs image_token_id")
+    image_tokens = (batch["input_ids"] == image_token_id).sum(dim=1)
+    tiles = batch["pixel_values"].shape[0]
+    per_tile, remainder = divmod(int(image_tokens.sum()), tiles)
+    if remainder or per_tile == 0:
+        raise ValueError(f"{int(image_tokens.sum())} image tokens do not divide into {tiles} tiles")
+    counts = (image_tokens // per_tile).tolist()
+    starts = [0, *torch.tensor(counts).cumsum(0).tolist()]
+    return torch.cat([batch["pixel_values"][starts[i] : starts[i] + counts[i]] for i in order])

@@ -25,6 +25,7 @@ from pathlib import Path
 import torch
 from accelerate import Accelerator, DeepSpeedPlugin
 from accelerate.scheduler import AcceleratedScheduler
+from accelerate.state import AcceleratorState
 from accelerate.utils import InitProcessGroupKwargs
 from torch import nn
 from torch.utils.data import DataLoader
@@ -94,7 +95,9 @@ def make_accelerator(
         project_dir=project_dir,
     )
     if deepspeed_config is None:
-        return Accelerator(**common)
+        # Without CUDA, accelerate sets up a process group only when told it runs on CPU.
+        distributed_cpu = not torch.cuda.is_available() and int(os.environ.get("WORLD_SIZE", "1")) > 1
+        return Accelerator(cpu=distributed_cpu, **common)
     on_cpu = not torch.cuda.is_available()
     _single_process_defaults()
     if on_cpu:
@@ -113,6 +116,9 @@ def make_accelerator(
     }
     config = {k: (filled.get(k, v) if v == "auto" else v) for k, v in config.items()}
     handlers = [InitProcessGroupKwargs(backend="gloo")] if on_cpu else []
+    # accelerate refuses a second DeepSpeed plugin in one process (a notebook trains several runs);
+    # forgetting the previous run's state keeps the process group.
+    AcceleratorState._reset_state()
     return Accelerator(deepspeed_plugin=DeepSpeedPlugin(hf_ds_config=config), kwargs_handlers=handlers, **common)
 
 

@@ -12,10 +12,11 @@ sentence openers, never from reordering.  An object's noun phrase is always "a <
 here is parsed exactly by `sail.world.score.parse_caption`.
 """
 
+import copy
 import random
 from collections import Counter
 
-from sail.world.vocab import CELLS, COLOURS, NUMBER_WORDS
+from sail.world.vocab import CARD_TITLES, CELLS, COLOURS, NUMBER_WORDS, SHAPES, WORDS
 
 SIZE_SYNONYMS = {"small": ("small", "little"), "large": ("large", "big")}
 ROW_WORDS = {"top": ("top", "upper"), "bottom": ("bottom", "lower")}
@@ -263,4 +264,28 @@ def teacher_caption(record: dict, rng: random.Random, variety: float = TEACHER_V
     return " ".join(sentences)
 
 
+def wrong_caption(record: dict, rng: random.Random) -> str:
+    """The teacher's detailed form about a different image: every object has another colour or
+    shape, every text and card value another word or number. A control that keeps the caption's
+    *format* and drops its *facts*, so a source that wins on facts is told apart from one that
+    merely writes like the evaluation expects."""
+    wrong = copy.deepcopy(record)
+    for obj in wrong["objects"]:
+        if rng.random() < 0.5:
+            obj["colour"] = rng.choice([c for c in COLOURS if c != obj["colour"]])
+        else:
+            obj["shape"] = rng.choice([s for s in SHAPES if s != obj["shape"]])
+    for text in wrong["texts"]:
+        text["text"] = rng.choice([w for w in WORDS if w != text["text"]])
+    if wrong["card"]:
+        card = wrong["card"]
+        card["title"] = rng.choice([t for t in CARD_TITLES if t != card["title"]])
+        if "table" in card:
+            card["table"] = [[label, (value + rng.randint(1, 9)) % 100] for label, value in card["table"]]
+        else:
+            card["chart"]["values"] = [value + rng.randint(1, 9) for value in card["chart"]["values"]]
+    return teacher_caption(wrong, rng)
+
+
+# The caption sources the foundations learn from (`wrong_caption` is an ablation control only).
 CAPTION_SOURCES = {"alt_text": alt_text, "weak": weak_caption, "teacher": teacher_caption}

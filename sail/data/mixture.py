@@ -1,0 +1,140 @@
+"""Training data as mixtures: sources in InternVL's conversation jsonl, mixed by a meta file.
+
+A meta file names each source with where it lives and how often to use it, as InternVL's does:
+
+    {"sail-caption-mini": {"root": "pool/", "annotation": "captions.jsonl", "repeat_time": 1, "length": 5425},
+     "ocr-hq": {"root": "pool/", "annotation": "ocr-hq.jsonl", "repeat_time": 2, "length": 3263}}
+
+`repeat_time` above 1 repeats a source (its whole part, then a seeded share of the remainder),
+below 1 keeps a seeded share of it. Each jsonl row is one conversation:
+`{"id", "image": <path under root>, "conversations": [{"from": "human", "value": "<image>\\n..."},
+{"from": "gpt", "value": "..."}, ...]}`. Every row needs its image: pure-text rows are refused.
+Rows are read and checked when the mixture is built; images are decoded when a batch is collated.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import random
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from PIL import Image
+
+from sail.manifest import atomic_write_json, atomic_write_text, inside
+
+IMAGE_PLACEHOLDER = "<image>"
+ROLES = {"human": "user", "gpt": "assistant"}
+
+
+@dataclass(frozen=True)
+class Sample:
+    """One training conversation: an image file and its turns."""
+
+    id: str
+    source: str
+    image_path: str
+    messages: tuple[tuple[str, str], ...]  # (role, text) with role "user" / "assistant"
+
+    def image(self) -> Image.Image:
+        with Image.open(self.image_path) as image:
+            return image.convert("RGB")
+
+
+def conversation_row(sample_id: str, image: str, turns: Sequence[tuple[str, str]]) -> dict:
+    """One jsonl row: alternating (prompt, answer) turns; the first prompt carries the image."""
+    conversations = []
+    for index, (prompt, answer) in enumerate(turns):
+        value = f"{IMAGE_PLACEHOLDER}\n{prompt}" if index == 0 else prompt
+        conversations += [{"from": "human", "value": value}, {"from": "gpt", "value": answer}]
+    return {"id": sample_id, "image": image, "conversations": conversations}
+
+
+def write_source(rows: Iterable[dict], path: str | os.PathLike) -> int:
+    """Write conversation rows as jsonl (atomically); returns how many."""
+    rows = list(rows)
+    atomic_write_text(path, "".join(json.dumps(row) + "\n" for row in rows))
+    return len(rows)
+
+
+def write_meta(path: str | os.PathLike, sources: Mapping[str, Mapping]) -> Path:
+    """A meta file for `sources` (name -> root, annotation, repeat_time, length), paths relative to the file."""
+    base = Path(path).parent.resolve()
+    entries = {
+        name: {
+            "root": os.path.relpath(Path(entry["root"]).resolve(), base),
+            "annotation": os.path.relpath(Path(entry["annotation"]).resolve(), base),
+            "repeat_time": entry.get("repeat_time", 1),
+            "length": entry["length"],
+        }
+        for name, entry in sources.items()
+    }
+    return atomic_write_json(path, entries)
+
+
+class MixtureError(ValueError):
+    """A meta file or a source that cannot be trained on as it stands."""
+
+
+def read_source(name: str, entry: Mapping, base: Path) -> list[Sample]:
+    """A source's samples; a malformed row or an image outside its root is an error naming the line."""
+    root = (base / entry["root"]).resolve()
+    annotation = base / entry["annotation"]
+    samples = []
+    for number, line in enumerate(annotation.read_text().splitlines(), start=1):
+        if not line.strip():
+            continue
+        where = f"{annotation}:{number}"
+        try:
+            row = json.loads(line)
+            turns = row["conversations"]
+            messages = tuple((ROLES[turn["from"]], turn["value"]) for turn in turns)
+        except (json.JSONDecodeError, KeyError, TypeError) as error:
+            raise MixtureError(f"{where}: not a conversation row ({type(error).__name__}: {error})") from None
+        roles = [role for role, _ in messages]
+        if not roles or roles != ["user", "assistant"] * (len(roles) // 2) or len(roles) % 2:
+            raise MixtureError(f"{where}: turns must alternate human, gpt and end with gpt; got {roles}")
+        image = row.get("image")
+        if not isinstance(image, str):
+            raise MixtureError(f"{where}: no image path (pure-text rows are not supported)")
+        try:
+            path = inside(root, image)
+        except ValueError:
+            raise MixtureError(f"{where}: image {image!r} lies outside the source's root {root}") from None
+        if messages[0][1].count(IMAGE_PLACEHOLDER) != 1 or any(IMAGE_PLACEHOLDER in t for _, t in messages[1:]):
+            raise MixtureError(f"{where}: the first human turn, and only it, must hold one {IMAGE_PLACEHOLDER}")
+        first = messages[0][1].replace(IMAGE_PLACEHOLDER, "").strip()
+        messages = ((messages[0][0], first), *messages[1:])
+        samples.append(Sample(str(row.get("id", f"{name}-{number}")), name, str(path), messages))
+    if len(samples) != entry.get("length", len(samples)):
+        raise MixtureError(
+            f"source {name!r}: the meta file says {entry['length']} rows, {annotation} has {len(samples)}"
+        )
+    return samples
+
+
+def repeat(samples: Sequence[Sample], repeat_time: float, rng: random.Random) -> list[Sample]:
+    """`repeat_time` whole copies of `samples` and a seeded share of the fraction left over."""
+    if repeat_time <= 0:
+        raise MixtureError(f"repeat_time must be > 0, got {repeat_time}")
+    whole = math.floor(repeat_time)
+    extra = round((repeat_time - whole) * len(samples))
+    return list(samples) * whole + rng.sample(list(samples), extra)
+
+
+def read_mixture(meta_path: str | os.PathLike, seed: int = 0) -> list[Sample]:
+    """Every source of a meta file, repeated by its `repeat_time`, shuffled together (seeded)."""
+    meta_path = Path(meta_path)
+    meta = json.loads(meta_path.read_text())
+    rng = random.Random(seed)
+    mixed = []
+    for name, entry in meta.items():
+        missing = {"root", "annotation"} - set(entry)
+        if missing:
+            raise MixtureError(f"{meta_path}: source {name!r} lacks {sorted(missing)}")
+        mixed += repeat(read_source(name, entry, meta_path.parent), float(entry.get("repeat_time", 1)), rng)
+    rng.shuffle(mixed)
+    return mixed
