@@ -40,7 +40,7 @@ def test_stage_takes_the_recipe_and_the_overrides(records, processor):
     data = caption_examples(records[:8])
     stage = recipes.stage("advance", "tiny", data=data, collate=caption_collate(processor), max_steps=5, seed=3)
     assert stage.trainable == (MODULES["vision"], MODULES["projector"]) and stage.max_steps == 5
-    assert stage.lr_scale == {MODULES["vision"]: 0.5} and stage.seed == 3 and stage.gradient_accumulation == 1
+    assert stage.lr_scale == {MODULES["vision"]: 0.3} and stage.seed == 3 and stage.gradient_accumulation == 1
     small = recipes.stage("alignment", "small", data=data, collate=caption_collate(processor), processes=8)
     assert small.batch_size == 4 and small.gradient_accumulation == 16 and small.token_budget == 262_000_000
 

@@ -22,6 +22,7 @@ from sail.data.mixture import Sample, conversation_row, write_source
 from sail.data.pipeline import read_curated
 from sail.model import encode_conversations
 from sail.train import pack_batch
+from sail.world import render
 from sail.world.captions import alt_text, teacher_caption, weak_caption, wrong_caption
 from sail.world.dataset import caption_rng
 from sail.world.ocr import low_quality, ocr_pairs
@@ -94,3 +95,18 @@ def sample_collate(processor: ProcessorMixin, pack_length: int | None = None):
 def padding_share(batch: dict) -> float:
     """The share of a collated batch's positions that hold no real token."""
     return 1 - batch["num_tokens"] / torch.as_tensor(batch["input_ids"]).numel()
+
+
+def held_out_samples(records: list[dict], out_dir: str | os.PathLike, source: str) -> list[Sample]:
+    """Test records' OCR conversations as `Sample`s, their images rendered into `out_dir`."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    samples = []
+    for record in records:
+        path = out_dir / f"{record['id']}.png"
+        render(record).save(path)
+        turns = tuple(
+            message for prompt, answer in ocr_pairs(record) for message in (("user", prompt), ("assistant", answer))
+        )
+        samples.append(Sample(record["id"], source, str(path), turns))
+    return samples

@@ -1,0 +1,108 @@
+"""One pretraining run as a value in, scores out: what notebooks 04 and 05 sweep.
+
+Every run starts from a checkpoint on disk (notebook 04: the foundations composed with a fresh
+projector, seeded; notebook 05: notebook 04's aligned model), trains one SAIL step from the
+recipe on the first `size` samples of a mixture (cycling through them when `steps` asks for more
+than one epoch), and scores the result on held-out world images.
+"""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from transformers import PreTrainedModel, ProcessorMixin
+
+from sail.data.mixture import Sample
+from sail.pretrain.data import sample_collate
+from sail.pretrain.scores import evaluate
+from sail.train import recipe as recipes
+from sail.train import train, validation_loss
+
+
+@dataclass(frozen=True)
+class Run:
+    """What one point of a sweep trains: a SAIL step, on how much of which mixture, for how long."""
+
+    name: str
+    step: str  # "alignment" | "advance" (sail.train.recipe)
+    mixture: str  # which mixture (a key of the notebook's mixtures)
+    size: int  # unique samples: the first `size` of the mixture
+    steps: int  # optimiser steps; size / batch is one epoch
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    """Held-out images and samples every run of a notebook is scored on."""
+
+    caption_records: Sequence[dict]
+    ocr_records: Sequence[dict]
+    ocr_samples: Sequence[Sample]  # teacher-forced OCR answers: a reading signal below generation's floor
+
+
+def run_point(
+    run: Run,
+    start: Callable[[int], PreTrainedModel],
+    samples: Sequence[Sample],
+    processor: ProcessorMixin,
+    evaluation: Evaluation,
+    *,
+    profile: str,
+    pack_length: int,
+    runs_dir: str | Path,
+    save_to: str | Path | None = None,
+) -> dict:
+    """Train `run` from `start(seed)` and return its scores, budget and time (one flat row).
+
+    The run's checkpoints are removed afterwards (a sweep keeps rows, not dozens of models);
+    `save_to` keeps this run's model in Hugging Face format for the next notebook.
+    """
+    if run.size > len(samples):
+        raise ValueError(f"run {run.name!r} asks for {run.size} samples; the mixture has {len(samples)}")
+    model = start(run.seed)
+    collate = sample_collate(processor, pack_length)
+    stage = recipes.stage(
+        run.step,
+        profile,
+        data=list(samples[: run.size]),
+        collate=collate,
+        seed=run.seed,
+        max_steps=run.steps,
+    )
+    out = Path(runs_dir) / run.name
+    shutil.rmtree(out, ignore_errors=True)
+    result = train(model, stage, out, progress=False)
+    shutil.rmtree(out / "checkpoints")
+    scores = evaluate(model, processor, evaluation.caption_records, evaluation.ocr_records)
+    ocr_loss = validation_loss(model, sample_collate(processor), evaluation.ocr_samples, batch_size=64)
+    if save_to is not None:
+        model.save_pretrained(save_to)
+        processor.save_pretrained(save_to)
+    return {
+        "run": run.name,
+        "step": run.step,
+        "mixture": run.mixture,
+        "size": run.size,
+        "steps": result.steps,
+        "epochs": round(result.steps * stage.batch_size / run.size, 2),
+        "seed": run.seed,
+        "tokens": result.tokens,
+        **scores,
+        "OCR answer loss": ocr_loss,
+        "train seconds": round(result.seconds, 1),
+        "final loss": result.history[-1]["loss"],
+    }
+
+
+def seeded(build: Callable[[], PreTrainedModel]) -> Callable[[int], PreTrainedModel]:
+    """`build` with the global seed set first, so a fresh projector's weights depend on the run's seed only."""
+
+    def start(seed: int) -> PreTrainedModel:
+        torch.manual_seed(seed)
+        return build()
+
+    return start
