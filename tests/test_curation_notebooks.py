@@ -1,4 +1,4 @@
-"""Notebooks 01 (curation) and 02 (captioner) executed headless, chained through files on disk."""
+"""Notebooks 01 (curation) to 05 (pretraining) executed headless, chained through files on disk."""
 
 from __future__ import annotations
 
@@ -80,6 +80,7 @@ def test_curation_then_captioner(tmp_path):
     assert results["quality"]["teacher"]["pair_f1"] == pytest.approx(1.0)
     assert results["costs"]["paper_scale"][0]["usd"] > results["costs"]["paper_scale"][1]["usd"]
 
+    import torch
     from transformers import AutoModelForImageTextToText, AutoTokenizer
 
     captioner = artifacts / "sail-captioner"
@@ -119,6 +120,52 @@ def test_curation_then_captioner(tmp_path):
     [equal_size] = {row["captions"] for row in diversity.values()}  # one sample size for every source
     assert 0 < equal_size <= production["quality"]["SAIL-Caption-mini"]["n"] <= 24
     assert diversity["teacher"]["unique 4-grams"] > diversity["weak"]["unique 4-grams"]
+
+    # Pretraining on SAIL-Caption-mini: a few steps per point, every point and row present, the
+    # stages freezing what they must.
+    small = ("-p", "spread_seeds", "0", "-p", "eval_caption_images", "8", "-p", "eval_ocr_images", "4")
+    run = sail_run(
+        "04_pretrain_alignment",
+        *common,
+        *small,
+        *("-p", "sizes", "[16, 32, 64]", "-p", "control_size", "16", "-p", "table2_size", "32"),
+    )
+    assert run.returncode == 0, run.stderr[-3000:]
+    alignment = json.loads((artifacts / "04_pretrain_alignment.json").read_text())
+    runs = {row["run"]: row for row in alignment["runs"]}
+    assert [runs[f"D={d}"]["steps"] for d in (16, 32, 64)] == [1, 2, 4]
+    assert (runs["control D=16"]["size"], runs["control D=16"]["steps"], runs["control D=16"]["epochs"]) == (16, 4, 4.0)
+    assert set(alignment["fits"]) == {"Overall", "Caption", "OCR"}
+    table2 = {row["mixture"]: row for row in alignment["table2"]}
+    sources = ("sail-caption-mini", "teacher", "weak", "alt-text", "wrong-facts")
+    assert set(table2) == {f"{name} + ocr-hq" for name in sources}
+    assert table2["sail-caption-mini + ocr-hq"]["run"] == "D=32"  # the sweep's point, not trained twice
+    assert all(row["steps"] == 2 and row["seed"] == 0 for row in table2.values())
+    packing = alignment["packing"]
+    assert packing["packed_real"] > packing["padded_real"]
+    assert packing["loss_packed"] == pytest.approx(packing["loss_padded"], abs=1e-5)
+    written = artifacts / "pretrain" / "sources"
+    assert sum(1 for _ in (written / "sail-caption-mini.jsonl").open()) == production["merge"]["captions"]
+    assert sum(1 for _ in (written / "ocr-hq.jsonl").open()) == sum(1 for _ in (written / "ocr-lq.jsonl").open()) > 0
+
+    run = sail_run("05_pretrain_advance", *common, *small, "-p", "sizes", "[16, 32, 64]")
+    assert run.returncode == 0, run.stderr[-3000:]
+    advance = json.loads((artifacts / "05_pretrain_advance.json").read_text())
+    runs = {row["run"]: row for row in advance["runs"]}
+    for d in (16, 32, 64):  # each point and its projector-only control: same data, same steps
+        assert (runs[f"advance D={d}"]["step"], runs[f"control D={d}"]["step"]) == ("advance", "alignment")
+        assert runs[f"advance D={d}"]["steps"] == runs[f"control D={d}"]["steps"] == d // 16
+    assert {row["mixture"] for row in advance["table2_ocr"]} == {
+        "sail-caption-mini + ocr-hq",
+        "sail-caption-mini + ocr-hq + ocr-lq",
+        "sail-caption-mini + ocr-hq ×2",
+    }
+    aligned = AutoModelForImageTextToText.from_pretrained(artifacts / "pretrain-alignment").model
+    advanced = AutoModelForImageTextToText.from_pretrained(artifacts / "pretrain-advance").model
+    language = zip(aligned.language_model.state_dict().values(), advanced.language_model.state_dict().values())
+    assert all(torch.equal(a, b) for a, b in language)  # the LLM stays frozen in both stages
+    vision = zip(aligned.vision_tower.state_dict().values(), advanced.vision_tower.state_dict().values())
+    assert not all(torch.equal(a, b) for a, b in vision)  # Advance moved the vision encoder
 
 
 def test_curation_reads_a_crafted_shard_safely_and_its_card_counts_the_drops(tmp_path):

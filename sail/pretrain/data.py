@@ -4,7 +4,9 @@ Every caption source describes the same pool images, so an ablation row differs 
 only: SAIL-Caption-mini (notebook 03's distilled captions), the teacher (exact, detailed), the
 weak captioner (shapes and counts), the alt-text, and `wrong-facts` (the teacher's detailed form
 about a different image: format without facts). OCR sources read every pool image that shows
-text: `ocr-hq` exactly, `ocr-lq` with misread answers.
+text: `ocr-hq` exactly, `ocr-lq` with misread answers. `qa` asks short open questions about
+each image (colour, shape, existence, counting): a small SFT set, to see whether what pretraining
+ranked survives fine-tuning.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from sail.data.mixture import Sample, conversation_row, write_source
 from sail.data.pipeline import read_curated
 from sail.model import encode_conversations
 from sail.train import pack_batch
-from sail.world import render
+from sail.world import general_questions, render
 from sail.world.captions import alt_text, teacher_caption, weak_caption, wrong_caption
 from sail.world.dataset import caption_rng
 from sail.world.ocr import low_quality, ocr_pairs
@@ -68,11 +70,22 @@ def write_world_sources(
             rows["ocr-hq"].append(conversation_row(i, image[i], pairs))
             misread = low_quality(record[i], random.Random(f"{seed}/{i}/ocr-lq"), lq_error_rate)
             rows["ocr-lq"].append(conversation_row(i, image[i], misread))
+    rows["qa"] = [conversation_row(i, image[i], qa_turns(record[i], seed)) for i in ids]
     entries = {}
     for name, source_rows in rows.items():
         path = out_dir / f"{name}.jsonl"
         entries[name] = {"root": str(pool_dir), "annotation": str(path), "length": write_source(source_rows, path)}
     return entries
+
+
+def open_questions(record: dict, seed: int) -> list[dict]:
+    """The world's open-ended general questions about a record (VQA accuracy, short golds)."""
+    return [q for q in general_questions(record, seed) if q["metric"] == "vqa_accuracy"]
+
+
+def qa_turns(record: dict, seed: int, most: int = 3) -> list[tuple[str, str]]:
+    """Up to `most` of a record's open questions as (question, answer) turns."""
+    return [(q["question"], q["answer"][0]) for q in open_questions(record, seed)[:most]]
 
 
 def sample_collate(processor: ProcessorMixin, pack_length: int | None = None):

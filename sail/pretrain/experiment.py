@@ -14,11 +14,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from transformers import PreTrainedModel, ProcessorMixin
+from transformers import AutoModelForImageTextToText, PreTrainedModel, ProcessorMixin
 
 from sail.data.mixture import Sample
+from sail.model import ImageOnlyInternVLProcessor
 from sail.pretrain.data import sample_collate
-from sail.pretrain.scores import evaluate
+from sail.pretrain.scores import evaluate, qa_accuracy
 from sail.train import recipe as recipes
 from sail.train import train, validation_loss
 
@@ -106,3 +107,51 @@ def seeded(build: Callable[[], PreTrainedModel]) -> Callable[[int], PreTrainedMo
         return build()
 
     return start
+
+
+def sft_probe(
+    checkpoints: dict[str, str | Path],
+    samples: Sequence[Sample],
+    evaluation: Evaluation,
+    qa_records: Sequence[dict],
+    *,
+    profile: str,
+    steps: int,
+    batch_size: int,
+    pack_length: int | None,
+    runs_dir: str | Path,
+    seed: int,
+) -> list[dict]:
+    """The same short SFT (every module trains) from each pretrained checkpoint: does the order
+    pretraining gave them survive? One row per checkpoint, with VQA accuracy before and after."""
+    rows = []
+    for label, path in checkpoints.items():
+        model = AutoModelForImageTextToText.from_pretrained(path)
+        processor = ImageOnlyInternVLProcessor.from_pretrained(path)
+        before = qa_accuracy(model, processor, qa_records, seed)
+        stage = recipes.stage(
+            "sft-knowledge",
+            profile,
+            data=list(samples),
+            collate=sample_collate(processor, pack_length),
+            seed=seed,
+            max_steps=steps,
+            global_batch=batch_size,
+            micro_batch=batch_size,
+        )
+        out = Path(runs_dir) / f"sft {label}"
+        shutil.rmtree(out, ignore_errors=True)
+        result = train(model, stage, out, progress=False)
+        shutil.rmtree(out / "checkpoints")
+        after = evaluate(model, processor, evaluation.caption_records, evaluation.ocr_records)
+        rows.append(
+            {
+                "checkpoint": label,
+                "VQA before SFT": before,
+                "VQA after SFT": qa_accuracy(model, processor, qa_records, seed),
+                **{f"{score} after SFT": value for score, value in after.items()},
+                "sft steps": result.steps,
+                "sft seconds": round(result.seconds, 1),
+            }
+        )
+    return rows

@@ -19,8 +19,9 @@ import numpy as np
 from transformers import ProcessorMixin
 
 from sail.caption import CAPTION_PROMPT
-from sail.eval.metrics import anls
+from sail.eval.metrics import anls, vqa_accuracy
 from sail.model import conversation, generate_answers
+from sail.pretrain.data import open_questions
 from sail.world import render, sample_records, score_captions
 from sail.world.ocr import ocr_pairs
 
@@ -60,6 +61,20 @@ def evaluate(
     caption = 100 * score_captions(captions, list(caption_records))["pair_f1"]
     ocr = 100 * float(np.mean([ocr_score(a, gold) for a, (_, _, gold) in zip(answers, questions)]))
     return {"Overall": (caption + ocr) / 2, "Caption": caption, "OCR": ocr}
+
+
+def qa_accuracy(model, processor: ProcessorMixin, records: Sequence[dict], seed: int, batch_size: int = 64) -> float:
+    """VQA accuracy (0–100) on the open-ended general questions of held-out records."""
+    questions = [(r, q) for r in records for q in open_questions(r, seed)]
+    answers = generate_answers(
+        model,
+        processor,
+        [conversation(q["question"]) for _, q in questions],
+        [[render(r)] for r, _ in questions],
+        max_new_tokens=8,
+        batch_size=batch_size,
+    )
+    return 100 * float(np.mean([vqa_accuracy(a, q["answer"]) for a, (_, q) in zip(answers, questions)]))
 
 
 def _read_elements(answer: str) -> list[str]:

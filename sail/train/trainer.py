@@ -359,12 +359,19 @@ def _token_weights(accelerator: Accelerator, window: list[dict]) -> list[float]:
     A micro-batch's loss is its own token mean; weighting it by tokens / (all tokens / processes)
     makes the sum over micro-batches, averaged over processes as DDP averages gradients, the mean
     over every supervised token of the step (labels are shifted by one, as the model's loss does).
+    A batch without `labels` (a probe whose loss is a mean over rows) is weighted by its rows.
     """
-    supervised = [int((batch["labels"][:, 1:] != IGNORE_INDEX).sum()) for batch in window]
+    supervised = [_supervised(batch) for batch in window]
     total = int(accelerator.reduce(torch.tensor(sum(supervised), device=accelerator.device), reduction="sum"))
     if total == 0:
         raise ValueError("an optimiser step has no supervised token: every label is masked")
     return [n * accelerator.num_processes / total for n in supervised]
+
+
+def _supervised(batch: dict) -> int:
+    if "labels" in batch:
+        return int((batch["labels"][:, 1:] != IGNORE_INDEX).sum())
+    return len(next(v for v in batch.values() if torch.is_tensor(v)))
 
 
 class _EpochOrder:
