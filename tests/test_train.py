@@ -290,3 +290,39 @@ def test_each_step_is_logged_as_a_json_line_and_to_the_tracker(tmp_path, tokeniz
     assert lines[-1]["tokens"] == result.tokens and all(r["tokens_per_second"] > 0 for r in lines)
     assert "history" not in (tmp_path / "checkpoints" / "step-0000006" / "trainer_state.json").read_text()
     assert list(tmp_path.rglob("events.out.tfevents.*")), "no TensorBoard event file"
+
+
+def test_gradient_checkpointing_recomputes_the_same_step(tmp_path, tokenizer, geometry, processor, records):
+    torch.manual_seed(0)
+    plain = build_vlm(geometry, tokenizer)
+    checkpointed = build_vlm(geometry, tokenizer)
+    checkpointed.load_state_dict(plain.state_dict())
+    stage = Stage(
+        name="advance",
+        data=caption_examples(records[:8]),
+        collate=caption_collate(processor),
+        trainable=("model.vision_tower", "model.multi_modal_projector"),
+        lr=1e-3,
+        batch_size=4,
+        max_steps=2,
+    )
+    one = train(plain, stage, tmp_path / "plain", progress=False)
+    two = train(checkpointed, stage, tmp_path / "checkpointed", gradient_checkpointing=True, progress=False)
+    assert checkpointed.model.vision_tower.encoder.gradient_checkpointing
+    assert [h["loss"] for h in two.history] == pytest.approx([h["loss"] for h in one.history], rel=1e-5)
+    assert [h["grad_norm"] for h in two.history] == pytest.approx([h["grad_norm"] for h in one.history], rel=1e-4)
+
+
+def test_bf16_mixed_precision_trains_with_finite_losses_near_float32(tmp_path, tokenizer, geometry, records):
+    torch.manual_seed(0)
+    full = build_language_model(geometry, tokenizer)
+    half = build_language_model(geometry, tokenizer)
+    half.load_state_dict(full.state_dict())
+    reference = train(full, lm_stage(tokenizer, records, max_steps=3), tmp_path / "fp32", progress=False)
+    mixed = train(
+        half, lm_stage(tokenizer, records, max_steps=3), tmp_path / "bf16", mixed_precision="bf16", progress=False
+    )
+    assert all(math.isfinite(h["loss"]) for h in mixed.history)
+    assert mixed.history[0]["loss"] == pytest.approx(reference.history[0]["loss"], rel=2e-2)
+    assert mixed.history[0]["loss"] != reference.history[0]["loss"]  # autocast really ran in bfloat16
+    assert next(half.parameters()).dtype == torch.float32  # weights stay in float32

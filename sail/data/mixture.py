@@ -95,7 +95,7 @@ def read_source(name: str, entry: Mapping, base: Path) -> list[Sample]:
         except (json.JSONDecodeError, KeyError, TypeError) as error:
             raise MixtureError(f"{where}: not a conversation row ({type(error).__name__}: {error})") from None
         roles = [role for role, _ in messages]
-        if not roles or roles != ["user", "assistant"] * (len(roles) // 2) or len(roles) % 2:
+        if not roles or roles != ["user", "assistant"] * (len(roles) // 2):
             raise MixtureError(f"{where}: turns must alternate human, gpt and end with gpt; got {roles}")
         image = row.get("image")
         if not isinstance(image, str):

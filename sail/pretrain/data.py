@@ -5,8 +5,8 @@ only: SAIL-Caption-mini (notebook 03's distilled captions), the teacher (exact, 
 weak captioner (shapes and counts), the alt-text, and `wrong-facts` (the teacher's detailed form
 about a different image: format without facts). OCR sources read every pool image that shows
 text: `ocr-hq` exactly, `ocr-lq` with misread answers. `qa` asks short open questions about
-each image (colour, shape, existence, counting): a small SFT set, to see whether what pretraining
-ranked survives fine-tuning.
+each scene image (colour, shape, existence, counting; cards have none): a small SFT set, to see
+whether what pretraining ranked survives fine-tuning.
 """
 
 from __future__ import annotations
@@ -70,7 +70,8 @@ def write_world_sources(
             rows["ocr-hq"].append(conversation_row(i, image[i], pairs))
             misread = low_quality(record[i], random.Random(f"{seed}/{i}/ocr-lq"), lq_error_rate)
             rows["ocr-lq"].append(conversation_row(i, image[i], misread))
-    rows["qa"] = [conversation_row(i, image[i], qa_turns(record[i], seed)) for i in ids]
+    # cards have no open questions: an empty conversation would be refused when the mixture is read
+    rows["qa"] = [conversation_row(i, image[i], turns) for i in ids if (turns := qa_turns(record[i], seed))]
     entries = {}
     for name, source_rows in rows.items():
         path = out_dir / f"{name}.jsonl"

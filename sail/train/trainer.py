@@ -85,8 +85,11 @@ def make_accelerator(
     """A plain Accelerator, or one driving DeepSpeed from a JSON config (which also runs on CPU).
 
     The trainer steps its schedule once per optimiser step itself: accelerate's own stepping would
-    advance it once per process.
+    advance it once per process. Each call starts from a fresh accelerate state (the process group
+    is kept): a notebook trains several runs, and accelerate refuses to change precision or to take
+    a second DeepSpeed plugin in a process that already made an Accelerator.
     """
+    AcceleratorState._reset_state()
     common = dict(
         mixed_precision=mixed_precision,
         gradient_accumulation_steps=gradient_accumulation,
@@ -116,9 +119,6 @@ def make_accelerator(
     }
     config = {k: (filled.get(k, v) if v == "auto" else v) for k, v in config.items()}
     handlers = [InitProcessGroupKwargs(backend="gloo")] if on_cpu else []
-    # accelerate refuses a second DeepSpeed plugin in one process (a notebook trains several runs);
-    # forgetting the previous run's state keeps the process group.
-    AcceleratorState._reset_state()
     return Accelerator(deepspeed_plugin=DeepSpeedPlugin(hf_ds_config=config), kwargs_handlers=handlers, **common)
 
 
@@ -222,7 +222,7 @@ def train(
         f"stage {stage.name!r} trains {', '.join(stage.trainable) or 'the whole model'}:\n{format_trainable(rows)}"
     )
     if gradient_checkpointing:
-        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
 
     order = _EpochOrder(
         len(stage.data), stage.batch_size, stage.seed, accelerator.num_processes, accelerator.process_index
