@@ -64,3 +64,28 @@ def test_the_reference_run_s_captioners_beat_the_alt_text():
     assert captioner["captioner (caption)"]["hallucination_rate"] < captioner["alt_text"]["hallucination_rate"]
     mini = _results("03_production")["quality"]
     assert mini["SAIL-Caption-mini"]["pair_f1"] > mini["alt_text"]["pair_f1"]
+
+
+def test_the_reference_run_s_pretraining_kept_its_own_checks():
+    """What notebooks 04 and 05 measure about their machinery, held by the committed run: packing
+    that let samples see each other, a sweep point lost, a Table 2 row missing, or a control that
+    trained on other data or steps than its Advance point, fails here."""
+    alignment = _results("04_pretrain_alignment")
+    packing = alignment["packing"]
+    assert packing["loss_packed"] == pytest.approx(packing["loss_padded"], abs=1e-5)
+    assert packing["packed_real"] > packing["padded_real"]
+    sizes = alignment["parameters"]["sizes"]
+    assert len(sizes) >= 5 and {row["size"] for row in alignment["runs"] if row["run"] == f"D={row['size']}"} == set(
+        sizes
+    )
+    assert set(alignment["fits"]) == {"Overall", "Caption", "OCR"}
+    table2 = {row["mixture"]: row for row in alignment["table2"]}
+    assert len(table2) == 5 and len({(row["size"], row["steps"], row["seed"]) for row in table2.values()}) == 1
+    # captions that never name a colour teach nothing the pair F1 counts: the one ordering this
+    # budget cannot get wrong
+    assert table2["weak + ocr-hq"]["Caption"] < table2["sail-caption-mini + ocr-hq"]["Caption"]
+    advance = _results("05_pretrain_advance")
+    runs = {row["run"]: row for row in advance["runs"]}
+    for size in advance["parameters"]["sizes"]:
+        point, control = runs[f"advance D={size}"], runs[f"control D={size}"]
+        assert (point["size"], point["steps"], point["seed"]) == (control["size"], control["steps"], control["seed"])

@@ -33,6 +33,20 @@ def lm_stage(tokenizer, records, **overrides) -> Stage:
     return Stage(**{**settings, **overrides})
 
 
+def advance_stage(processor, records, **overrides) -> Stage:
+    """Two steps of the vision tower and projector on eight captions."""
+    settings = dict(
+        name="advance",
+        data=caption_examples(records[:8]),
+        collate=caption_collate(processor),
+        trainable=("model.vision_tower", "model.multi_modal_projector"),
+        lr=1e-3,
+        batch_size=4,
+        max_steps=2,
+    )
+    return Stage(**{**settings, **overrides})
+
+
 def test_projector_only_stage_leaves_vision_and_language_untouched(tmp_path, tokenizer, geometry, processor, records):
     model = build_vlm(geometry, tokenizer)
     before = {k: v.clone() for k, v in model.state_dict().items()}
@@ -242,16 +256,7 @@ def test_validation_loss_is_the_mean_over_every_supervised_token(tokenizer, geom
 def test_lr_scale_sets_its_modules_rate(tmp_path, tokenizer, geometry, processor, records):
     model = build_vlm(geometry, tokenizer)
     vision_before = {k: v.clone() for k, v in model.model.vision_tower.state_dict().items()}
-    stage = Stage(
-        name="advance",
-        data=caption_examples(records[:8]),
-        collate=caption_collate(processor),
-        trainable=("model.vision_tower", "model.multi_modal_projector"),
-        lr=1e-3,
-        batch_size=4,
-        max_steps=2,
-        lr_scale={"model.vision_tower": 0.0},
-    )
+    stage = advance_stage(processor, records, lr_scale={"model.vision_tower": 0.0})
     from sail.train.stage import parameter_groups
 
     set_trainable(model, stage.trainable)
@@ -297,15 +302,7 @@ def test_gradient_checkpointing_recomputes_the_same_step(tmp_path, tokenizer, ge
     plain = build_vlm(geometry, tokenizer)
     checkpointed = build_vlm(geometry, tokenizer)
     checkpointed.load_state_dict(plain.state_dict())
-    stage = Stage(
-        name="advance",
-        data=caption_examples(records[:8]),
-        collate=caption_collate(processor),
-        trainable=("model.vision_tower", "model.multi_modal_projector"),
-        lr=1e-3,
-        batch_size=4,
-        max_steps=2,
-    )
+    stage = advance_stage(processor, records)
     one = train(plain, stage, tmp_path / "plain", progress=False)
     two = train(checkpointed, stage, tmp_path / "checkpointed", gradient_checkpointing=True, progress=False)
     assert checkpointed.model.vision_tower.encoder.gradient_checkpointing
