@@ -21,6 +21,7 @@ from sail.caption import CAPTION_PROMPT
 from sail.caption.teachers import RECAPTION_PROMPT
 from sail.manifest import atomic_write_text
 from sail.model import conversation, encode_conversations, generate_answers
+from sail.train import pack_batch
 
 
 @dataclass(frozen=True)
@@ -51,13 +52,19 @@ def distillation_rows(
     return [(a, "recaption" if rng.random() < recaption_fraction else "caption") for a in annotations]
 
 
-def distillation_collate(processor: ProcessorMixin):
+def distillation_collate(processor: ProcessorMixin, pack_length: int | None = None):
+    """Batches of (annotation, task) rows, packed into rows of `pack_length` tokens when given."""
+    image_token_id = processor.tokenizer.convert_tokens_to_ids(processor.image_token)
+
     def collate(rows: list[tuple[Annotation, str]]) -> dict:
-        return encode_conversations(
+        batch = encode_conversations(
             processor,
             [a.image() for a, _ in rows],
             [task_conversation(task, a.alt_text, a.caption) for a, task in rows],
         )
+        if pack_length is None:
+            return batch
+        return pack_batch(batch, pack_length, processor.tokenizer.pad_token_id, image_token_id)
 
     return collate
 
