@@ -123,20 +123,22 @@ class Interrupt(RuntimeError):
     pass
 
 
-def test_interrupted_run_resumes_exactly(tmp_path, tokenizer, geometry, records):
+# The collate call that fails: after the step-3 checkpoint and one more step. With accumulation 2,
+# each step collates two micro-batches (the first collated once, to plan the schedule).
+@pytest.mark.parametrize("accumulation, failing_call", [(1, 5), (2, 9)])
+def test_interrupted_run_resumes_exactly(accumulation, failing_call, tmp_path, tokenizer, geometry, records):
     torch.manual_seed(0)
     straight = build_language_model(geometry, tokenizer)
     resumed = build_language_model(geometry, tokenizer)
     resumed.load_state_dict(straight.state_dict())
+    stage = lm_stage(tokenizer, records, batch_size=8 // accumulation, gradient_accumulation=accumulation)
 
-    full = train(straight, lm_stage(tokenizer, records), tmp_path / "straight", checkpoint_every=3, progress=False)
-
-    stage = lm_stage(tokenizer, records)
+    full = train(straight, stage, tmp_path / "straight", checkpoint_every=3, progress=False)
     calls = {"n": 0}
 
     def failing_collate(rows):
         calls["n"] += 1
-        if calls["n"] == 5:  # the 5th batch: after the step-3 checkpoint and one more step
+        if calls["n"] == failing_call:
             raise Interrupt("power cut")
         return stage.collate(rows)
 
@@ -323,3 +325,15 @@ def test_bf16_mixed_precision_trains_with_finite_losses_near_float32(tmp_path, t
     assert mixed.history[0]["loss"] == pytest.approx(reference.history[0]["loss"], rel=2e-2)
     assert mixed.history[0]["loss"] != reference.history[0]["loss"]  # autocast really ran in bfloat16
     assert next(half.parameters()).dtype == torch.float32  # weights stay in float32
+
+
+def test_training_leaves_the_callers_random_stream_as_a_plain_loop_would(tmp_path, tokenizer, geometry, records):
+    """What a notebook builds after a stage (a fresh projector) must not depend on how the trainer
+    loads data: the stage draws nothing from the global stream beyond what it seeds itself."""
+    stage = lm_stage(tokenizer, records, max_steps=10)  # crosses an epoch: a new loader
+    train(build_language_model(geometry, tokenizer), stage, tmp_path / "one", progress=False)
+    after_one = torch.rand(3)
+    train(build_language_model(geometry, tokenizer), stage, tmp_path / "two", progress=False)
+    after_two = torch.rand(3)
+    torch.manual_seed(stage.seed)
+    assert torch.equal(after_one, after_two) and torch.equal(after_one, torch.rand(3))

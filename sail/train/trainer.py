@@ -341,7 +341,15 @@ def _micro_batches(
             sampler, first_batch = sampler[1:], first
             position, first = position + 1, None
             yield first_batch, _after(order, epoch, position)
-        loader = DataLoader(stage.data, batch_sampler=sampler, collate_fn=stage.collate, num_workers=workers)
+        # Its own generator: a loader otherwise draws its workers' seed from the global stream, and
+        # whatever the caller builds after training (a fresh projector) would come out different.
+        loader = DataLoader(
+            stage.data,
+            batch_sampler=sampler,
+            collate_fn=stage.collate,
+            num_workers=workers,
+            generator=torch.Generator().manual_seed(stage.seed * 100_003 + epoch),
+        )
         for batch in loader:
             position += 1
             yield batch, _after(order, epoch, position)
