@@ -94,10 +94,12 @@ class Foundations:
 
 
 def code_version() -> str:
-    """A hash of the code that decides what the foundations learn: this package and the world it
-    learns from. Any change to either rebuilds them rather than reusing stale ones."""
+    """A hash of the code that decides what the foundations learn: this package, the world it
+    learns from and the trainer that teaches it. Any change to them rebuilds the foundations
+    rather than reusing stale ones."""
     digest = hashlib.sha256()
-    for folder in (Path(__file__).parent, Path(__file__).parents[1] / "world"):
+    package = Path(__file__).parents[1]
+    for folder in (Path(__file__).parent, package / "world", package / "train"):
         for path in sorted(folder.glob("*.py")):
             digest.update(path.name.encode() + path.read_bytes())
     return digest.hexdigest()[:16]
