@@ -112,7 +112,6 @@ def seeded(build: Callable[[], PreTrainedModel]) -> Callable[[int], PreTrainedMo
 def sft_probe(
     checkpoints: dict[str, str | Path],
     samples: Sequence[Sample],
-    evaluation: Evaluation,
     qa_records: Sequence[dict],
     *,
     profile: str,
@@ -143,13 +142,11 @@ def sft_probe(
         shutil.rmtree(out, ignore_errors=True)
         result = train(model, stage, out, progress=False)
         shutil.rmtree(out / "checkpoints")
-        after = evaluate(model, processor, evaluation.caption_records, evaluation.ocr_records)
         rows.append(
             {
                 "checkpoint": label,
                 "VQA before SFT": before,
                 "VQA after SFT": qa_accuracy(model, processor, qa_records, seed),
-                **{f"{score} after SFT": value for score, value in after.items()},
                 "sft steps": result.steps,
                 "sft seconds": round(result.seconds, 1),
             }
