@@ -134,7 +134,8 @@ def _number(n: int) -> str:
     return NUMBER_WORDS[n] if n < len(NUMBER_WORDS) else str(n)
 
 
-def _card_facts(card: dict) -> list[tuple[str, int]]:
+def card_facts(card: dict) -> list[tuple[str, int]]:
+    """A card's (label, value) pairs, from its table or its chart."""
     if "table" in card:
         return [(label, value) for label, value in card["table"]]
     return list(zip(card["chart"]["labels"], card["chart"]["values"]))
@@ -231,7 +232,7 @@ def _relation_sentence(record: dict, relation: dict, rng: random.Random, variety
 
 
 def _teacher_card(card: dict, rng: random.Random, variety: float) -> str:
-    facts = [f"{label}: {value}" for label, value in _card_facts(card)]
+    facts = [f"{label}: {value}" for label, value in card_facts(card)]
     body = _pick(TABLE_TEMPLATES if "table" in card else CHART_TEMPLATES, rng, variety)
     return " ".join(
         (

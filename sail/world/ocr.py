@@ -14,17 +14,11 @@ from __future__ import annotations
 
 import random
 
+from sail.world.captions import card_facts
 from sail.world.vocab import CARD_TITLES, WORDS
 
 LOOKUP_QUESTION = "What is at the {cell}?"
 LIST_PROMPT = "List what you see."
-
-
-def card_facts(card: dict) -> list[tuple[str, int]]:
-    """A card's (label, value) pairs, from its table or its chart."""
-    if "table" in card:
-        return [(label, value) for label, value in card["table"]]
-    return list(zip(card["chart"]["labels"], card["chart"]["values"]))
 
 
 def card_transcription(card: dict) -> str:
