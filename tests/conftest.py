@@ -1,8 +1,10 @@
-"""Shared tiny fixtures: a world tokenizer, the tiny geometry, a few world records."""
+"""Shared tiny fixtures: a world tokenizer, the tiny geometry, a few world records, a curated pool."""
 
 from __future__ import annotations
 
+import io
 import os
+from pathlib import Path
 
 import pytest
 
@@ -38,3 +40,20 @@ def processor(tokenizer, geometry):
     from sail.model import make_processor
 
     return make_processor(tokenizer, geometry.tile_size, geometry.image_seq_length)
+
+
+def world_pool(directory: Path, n: int) -> dict[str, dict]:
+    """A curated pool of `n` train records exported as notebook 01 exports one; {id: record}."""
+    from sail.data import Item
+    from sail.data.pipeline import export_items, read_curated
+    from sail.world import render, sample_records
+
+    items = []
+    for record in sample_records("train", n, seed=3, card_fraction=0.4):
+        buffer = io.BytesIO()
+        render(record).save(buffer, format="PNG")
+        items.append(
+            Item(id=record["id"], text="alt", source="laion_coco", image=buffer.getvalue(), extra={"record": record})
+        )
+    export_items(items, directory)
+    return {item.id: item.extra["record"] for item in read_curated(directory)}

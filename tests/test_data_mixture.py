@@ -24,7 +24,9 @@ from sail.data.mixture import (
 
 
 def _samples(n: int) -> list[Sample]:
-    return [Sample(f"s{i}", "src", f"/nowhere/{i}.png", (("user", "q"), ("assistant", "a"))) for i in range(n)]
+    return [
+        Sample(f"s{i}", "src", (f"/nowhere/{i}.png",), (("user", "<image>\nq"), ("assistant", "a"))) for i in range(n)
+    ]
 
 
 def _images(folder: Path, names: list[str]) -> None:
@@ -36,7 +38,7 @@ def _images(folder: Path, names: list[str]) -> None:
 
 
 def _row(sample_id: str = "a", image: str | None = "a.png", turns=None) -> dict:
-    row = conversation_row(sample_id, image, turns or [("Read it.", "the text")])
+    row = conversation_row(sample_id, image or "gone.png", turns or [("Read it.", "the text")])
     if image is None:
         del row["image"]
     return row
@@ -92,10 +94,13 @@ def test_write_source_write_meta_read_mixture_round_trip_with_paths_relative_to_
     assert by_id["b"] == Sample(
         "b",
         "captions",
-        str((moved / "pool" / "images" / "b.png").resolve()),
-        (("user", "Describe."), ("assistant", "B."), ("user", "More?"), ("assistant", "No.")),
+        (str((moved / "pool" / "images" / "b.png").resolve()),),
+        (("user", "<image>\nDescribe."), ("assistant", "B."), ("user", "More?"), ("assistant", "No.")),
     )
-    assert by_id["c"].source == "ocr" and by_id["c"].messages == (("user", "Read."), ("assistant", 'the text "c"'))
+    assert by_id["c"].source == "ocr" and by_id["c"].messages == (
+        ("user", "<image>\nRead."),
+        ("assistant", 'the text "c"'),
+    )
     for sample in mixed:
         image = sample.image()
         assert isinstance(image, Image.Image) and image.mode == "RGB"
@@ -142,7 +147,7 @@ def test_read_source_reads_a_valid_source(tmp_path):
     entry, _ = _source(tmp_path, [_row(), "", _row("b")], length=2)
     samples = read_source("s", entry, tmp_path)
     assert [s.id for s in samples] == ["a", "b"]
-    assert samples[0].messages == (("user", "Read it."), ("assistant", "the text"))
+    assert samples[0].messages == (("user", "<image>\nRead it."), ("assistant", "the text"))
 
 
 def test_read_source_names_the_file_and_line_of_a_malformed_row(tmp_path):
@@ -172,10 +177,39 @@ def test_read_source_refuses_turns_that_do_not_alternate(tmp_path, froms):
         read_source("s", entry, tmp_path)
 
 
-def test_read_source_refuses_a_pure_text_row(tmp_path):
+def test_read_source_refuses_a_placeholder_without_its_image(tmp_path):
     entry, path = _source(tmp_path, [_row(), _row("b", image=None)])
-    with pytest.raises(MixtureError, match=re.escape(f"{path}:2: no image path (pure-text rows are not supported)")):
+    with pytest.raises(
+        MixtureError, match=re.escape(f"{path}:2: 0 image(s) need as many <image> in human turns (found 1)")
+    ):
         read_source("s", entry, tmp_path)
+
+
+def test_text_only_and_multi_image_rows_read_and_chat_with_their_images_in_place(tmp_path):
+    _images(tmp_path / "root" / "images", ["a.png", "b.png"])
+    text_only = conversation_row("t", [], [("How many sides has a square?", "4")])
+    pair = conversation_row("m", ["images/a.png", "images/b.png"], [("Which is wider?", "Image-2"), ("Sure?", "Yes")])
+    assert "image" not in text_only and pair["image"] == ["images/a.png", "images/b.png"]
+    assert pair["conversations"][0]["value"] == "Image-1: <image>\nImage-2: <image>\nWhich is wider?"
+    entry, _ = _source(tmp_path, [text_only, pair])
+    t, m = read_source("s", entry, tmp_path)
+    assert t.image_paths == () and t.images() == []
+    assert t.chat() == [
+        {"role": "user", "content": "How many sides has a square?"},
+        {"role": "assistant", "content": "4"},
+    ]
+    assert m.image_paths == tuple(str((tmp_path / "root" / "images" / n).resolve()) for n in ("a.png", "b.png"))
+    assert [image.size for image in m.images()] == [(4, 3), (5, 3)]
+    assert m.chat()[0]["content"] == [
+        {"type": "text", "text": "Image-1:"},
+        {"type": "image"},
+        {"type": "text", "text": "Image-2:"},
+        {"type": "image"},
+        {"type": "text", "text": "Which is wider?"},
+    ]
+    assert m.chat()[2] == {"role": "user", "content": "Sure?"}
+    with pytest.raises(ValueError, match="sample 'm' has 2 images, not one"):
+        m.image()
 
 
 def test_read_source_refuses_an_image_outside_its_root(tmp_path):
@@ -185,15 +219,21 @@ def test_read_source_refuses_an_image_outside_its_root(tmp_path):
 
 
 @pytest.mark.parametrize(
-    "first, later",
-    [("<image>\nq", "<image>\nagain"), ("<image><image>\nq", "again"), ("q", "again")],
-    ids=["later-turn", "two-in-first", "none"],
+    "first, later, answer, found",
+    [
+        ("<image>\nq", "<image>\nagain", "a", 2),
+        ("<image><image>\nq", "again", "a", 2),
+        ("q", "again", "a", 0),
+        ("<image>\nq", "again", "<image> a", 1),
+    ],
+    ids=["later-turn-too", "two-in-first", "none", "in-an-answer"],
 )
-def test_read_source_wants_exactly_one_placeholder_in_the_first_turn(tmp_path, first, later):
-    row = _row(turns=[("q", "a"), ("again", "b")])
+def test_read_source_wants_one_placeholder_per_image_in_human_turns_only(tmp_path, first, later, answer, found):
+    row = _row(turns=[("q", answer), ("again", "b")])
     row["conversations"][0]["value"], row["conversations"][2]["value"] = first, later
     entry, path = _source(tmp_path, [row])
-    with pytest.raises(MixtureError, match=re.escape(f"{path}:1: the first human turn, and only it, must hold one")):
+    message = f"{path}:1: 1 image(s) need as many <image> in human turns (found {found}) and none in gpt turns"
+    with pytest.raises(MixtureError, match=re.escape(message)):
         read_source("s", entry, tmp_path)
 
 

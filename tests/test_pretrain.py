@@ -3,7 +3,6 @@ and the world sources written from a curated pool."""
 
 from __future__ import annotations
 
-import io
 import json
 import math
 import random
@@ -13,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import world_pool
 
 from sail.caption import CAPTION_PROMPT
 from sail.data.mixture import Sample, read_mixture, write_meta
@@ -20,7 +20,7 @@ from sail.pretrain import CAPTION_SOURCE_NAMES, OCR_SOURCE_NAMES, fit_log_linear
 from sail.pretrain.data import qa_turns
 from sail.pretrain.scores import ocr_score
 from sail.train import pack_batch
-from sail.world import alt_text, render, sample_records, teacher_caption, weak_caption
+from sail.world import alt_text, render, teacher_caption, weak_caption
 from sail.world.captions import wrong_caption
 from sail.world.dataset import caption_rng
 from sail.world.ocr import ocr_pairs
@@ -91,7 +91,9 @@ def _caption_samples(records: list[dict], folder: Path) -> list[Sample]:
         render(record).save(path)
         write = weak_caption if index % 2 == 0 else teacher_caption
         caption = write(record, random.Random(index))
-        samples.append(Sample(record["id"], "test", str(path), (("user", CAPTION_PROMPT), ("assistant", caption))))
+        samples.append(
+            Sample(record["id"], "test", (str(path),), (("user", f"<image>\n{CAPTION_PROMPT}"), ("assistant", caption)))
+        )
     return samples
 
 
@@ -157,21 +159,6 @@ def test_pack_batch_moves_each_sequence_s_tiles_with_it():
 # --- world sources ------------------------------------------------------------------------
 
 
-def _pool(directory: Path, n: int) -> dict[str, dict]:
-    from sail.data import Item
-    from sail.data.pipeline import export_items, read_curated
-
-    items = []
-    for record in sample_records("train", n, seed=3, card_fraction=0.4):
-        buffer = io.BytesIO()
-        render(record).save(buffer, format="PNG")
-        items.append(
-            Item(id=record["id"], text="alt", source="laion_coco", image=buffer.getvalue(), extra={"record": record})
-        )
-    export_items(items, directory)
-    return {item.id: item.extra["record"] for item in read_curated(directory)}
-
-
 def _captions(directory: Path, ids: list[str]) -> None:
     import datasets
 
@@ -183,7 +170,7 @@ def _rows(path: Path) -> list[dict]:
 
 
 def test_world_sources_describe_the_caption_ids_and_read_the_texts(tmp_path):
-    records = _pool(tmp_path / "pool", 10)
+    records = world_pool(tmp_path / "pool", 10)
     ids = list(records)[::-1][:8]  # not the pool's order, and not all of it
     with_text = [i for i in ids if ocr_pairs(records[i])]
     assert 0 < len(with_text) < len(ids) and any(records[i]["kind"] == "card" for i in with_text)
@@ -236,8 +223,8 @@ def test_world_sources_describe_the_caption_ids_and_read_the_texts(tmp_path):
     assert all(Path(s.image_path) == (tmp_path / "pool" / "images" / f"{s.id}.png").resolve() for s in mixed)
 
 
-def test_world_sources_refuse_a_caption_id_missing_from_the_pool(tmp_path):
-    records = _pool(tmp_path / "pool", 3)
+def test_world_sources_refuse_a_caption_id_missing_from_theworld_pool(tmp_path):
+    records = world_pool(tmp_path / "pool", 3)
     _captions(tmp_path / "captions", [*records, "train-999999"])
     with pytest.raises(ValueError, match=re.escape("1 caption ids have no world record in") + ".*'train-999999'"):
         write_world_sources(tmp_path / "pool", tmp_path / "captions", tmp_path / "out", seed=0, lq_error_rate=0.5)

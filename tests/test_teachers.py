@@ -89,6 +89,22 @@ def test_the_image_reaches_the_served_model(served, records):
     assert with_image - text_only == processor.image_seq_length + 2 + newline == 19
 
 
+def test_the_sft_chat_judge_asks_the_served_model_about_each_sample_with_its_image(served, records, tmp_path):
+    """The judge's rubric and image reach a real OpenAI-compatible server; a random model's reply does
+    not parse, which gives NaN scores and keeps the reply, never an exception."""
+    from sail.sft.judge import ChatJudge
+
+    render(records[0]).save(tmp_path / "a.png")
+    rows = [
+        {"image": "a.png", "conversations": [{"from": "human", "value": "<image>\nq"}, {"from": "gpt", "value": "a"}]},
+        {"conversations": [{"from": "human", "value": "How many sides has a square?"}, {"from": "gpt", "value": "4"}]},
+    ]
+    teacher = served_teacher(served)
+    judged = ChatJudge(teacher).score(rows, tmp_path)
+    assert len(judged) == 2 and all(isinstance(j.raw, str) for j in judged)
+    assert teacher.stats.attempts == 2 and teacher.stats.prompt_tokens > 0
+
+
 def test_a_real_server_s_truncated_reply_is_billed_but_never_cached(served, records, tmp_path):
     """One new token always ends with finish_reason "length" (an EOS counts too): no caption, however short."""
     cache = tmp_path / "captions.jsonl"

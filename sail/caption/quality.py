@@ -271,15 +271,15 @@ def parse_yes_no(text) -> bool | None:
 
 
 _RUBRIC_ECHO = re.compile(r"\(\s*\d\s*-\s*\d+\s*\)|\(\s*yes\s*/\s*no\s*\)", re.IGNORECASE)
-_NO_OTHER_NAME = r"(?:(?!accuracy|detail|hallucinat)[^\d\n])"
+_CAPTION_CRITERIA = ("accuracy", "detail", "hallucinat")
 
 
-def _score_after(name: str, text: str) -> float | None:
+def score_after(name: str, text: str, criteria: Sequence[str] = _CAPTION_CRITERIA) -> float | None:
     """The first number after `name` on its line ("accuracy: 4", "**Accuracy** - 4/5", '"accuracy": 4',
-    "accuracy score is 8 out of 10"); another scale 1..k is mapped linearly onto 1..5."""
-    match = re.search(
-        rf"{name}{_NO_OTHER_NAME}{{0,25}}?(\d+(?:\.\d+)?)(?:\s*(?:/|out of)\s*(\d+))?", text, re.IGNORECASE
-    )
+    "accuracy score is 8 out of 10"), not reading past another of the rubric's `criteria`; another
+    scale 1..k is mapped linearly onto 1..5."""
+    not_another = rf"(?:(?!{'|'.join(criteria)})[^\d\n])"
+    match = re.search(rf"{name}{not_another}{{0,25}}?(\d+(?:\.\d+)?)(?:\s*(?:/|out of)\s*(\d+))?", text, re.IGNORECASE)
     if not match:
         return None
     value, scale = float(match[1]), float(match[2]) if match[2] else 5.0
@@ -291,7 +291,7 @@ def _score_after(name: str, text: str) -> float | None:
 def parse_judgement(text: str) -> dict:
     """Accuracy and detail (1-5, NaN if absent or out of range) and hallucination (True/False/None) from a reply."""
     text = _RUBRIC_ECHO.sub(" ", text)  # "accuracy (1-5): 4" echoes the rubric's ranges
-    accuracy, detail = _score_after("accuracy", text), _score_after("detail", text)
+    accuracy, detail = score_after("accuracy", text), score_after("detail", text)
     match = re.search(r"hallucinat\w*\W{0,12}?(yes|no|true|false|none)\b", text, re.IGNORECASE)
     hallucination = parse_yes_no(match[1]) if match else None
     return {
@@ -338,6 +338,7 @@ def judge_summary(judgements: pd.DataFrame) -> pd.DataFrame:
 
 
 __all__ = [
+    "score_after",
     "HEADLINE",
     "JUDGE_PROMPT",
     "RUBRIC",

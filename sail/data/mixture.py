@@ -8,8 +8,10 @@ A meta file names each source with where it lives and how often to use it, as In
 `repeat_time` above 1 repeats a source (its whole part, then a seeded share of the remainder),
 below 1 keeps a seeded share of it. Each jsonl row is one conversation:
 `{"id", "image": <path under root>, "conversations": [{"from": "human", "value": "<image>\\n..."},
-{"from": "gpt", "value": "..."}, ...]}`. Every row needs its image: pure-text rows are refused.
-Rows are read and checked when the mixture is built; images are decoded when a batch is collated.
+{"from": "gpt", "value": "..."}, ...]}`, as LLaVA and InternVL store their SFT sets: a row may
+instead name a list of images (multi-image; one `<image>` per image, in order, in human turns
+only) or none (text-only). Rows are read and checked when the mixture is built; images are
+decoded when a batch is collated.
 """
 
 from __future__ import annotations
@@ -32,25 +34,72 @@ ROLES = {"human": "user", "gpt": "assistant"}
 
 @dataclass(frozen=True)
 class Sample:
-    """One training conversation: an image file and its turns."""
+    """One training conversation: its image files (none, one or several) and its turns.
+
+    The turns' text keeps an `<image>` where each image goes, in order, as the jsonl has it.
+    """
 
     id: str
     source: str
-    image_path: str
+    image_paths: tuple[str, ...]
     messages: tuple[tuple[str, str], ...]  # (role, text) with role "user" / "assistant"
 
+    @property
+    def image_path(self) -> str:
+        """The image of a one-image sample (pretraining's and captioning's kind)."""
+        if len(self.image_paths) != 1:
+            raise ValueError(f"sample {self.id!r} has {len(self.image_paths)} images, not one")
+        return self.image_paths[0]
+
+    def images(self) -> list[Image.Image]:
+        """The sample's images, decoded as RGB, in their `<image>` order."""
+        decoded = []
+        for path in self.image_paths:
+            with Image.open(path) as image:
+                decoded.append(image.convert("RGB"))
+        return decoded
+
     def image(self) -> Image.Image:
+        """The image of a one-image sample, decoded as RGB."""
         with Image.open(self.image_path) as image:
             return image.convert("RGB")
 
+    def chat(self) -> list[dict]:
+        """The turns as transformers chat messages, each `<image>` an image item where it stood."""
+        messages = []
+        for role, text in self.messages:
+            if role != "user" or IMAGE_PLACEHOLDER not in text:
+                messages.append({"role": role, "content": text})
+                continue
+            content = []
+            for index, part in enumerate(text.split(IMAGE_PLACEHOLDER)):
+                if index:
+                    content.append({"type": "image"})
+                if part.strip():
+                    content.append({"type": "text", "text": part.strip()})
+            messages.append({"role": role, "content": content})
+        return messages
 
-def conversation_row(sample_id: str, image: str, turns: Sequence[tuple[str, str]]) -> dict:
-    """One jsonl row: alternating (prompt, answer) turns; the first prompt carries the image."""
+
+def conversation_row(sample_id: str, image: str | Sequence[str], turns: Sequence[tuple[str, str]]) -> dict:
+    """One jsonl row: alternating (prompt, answer) turns; the first prompt carries the image(s).
+
+    Several images are labelled "Image-1: <image>" ... the way InternVL's multi-image data is;
+    none (an empty list) makes a text-only row.
+    """
+    images = [image] if isinstance(image, str) else list(image)
+    if len(images) == 1:
+        lead = f"{IMAGE_PLACEHOLDER}\n"
+    else:
+        lead = "".join(f"Image-{i}: {IMAGE_PLACEHOLDER}\n" for i in range(1, len(images) + 1))
     conversations = []
     for index, (prompt, answer) in enumerate(turns):
-        value = f"{IMAGE_PLACEHOLDER}\n{prompt}" if index == 0 else prompt
+        value = lead + prompt if index == 0 else prompt
         conversations += [{"from": "human", "value": value}, {"from": "gpt", "value": answer}]
-    return {"id": sample_id, "image": image, "conversations": conversations}
+    row = {"id": sample_id, "conversations": conversations}
+    if images:
+        row["image"] = images[0] if len(images) == 1 else images
+    return row
 
 
 def write_source(rows: Iterable[dict], path: str | os.PathLike) -> int:
@@ -97,18 +146,23 @@ def read_source(name: str, entry: Mapping, base: Path) -> list[Sample]:
         roles = [role for role, _ in messages]
         if not roles or roles != ["user", "assistant"] * (len(roles) // 2):
             raise MixtureError(f"{where}: turns must alternate human, gpt and end with gpt; got {roles}")
-        image = row.get("image")
-        if not isinstance(image, str):
-            raise MixtureError(f"{where}: no image path (pure-text rows are not supported)")
-        try:
-            path = inside(root, image)
-        except ValueError:
-            raise MixtureError(f"{where}: image {image!r} lies outside the source's root {root}") from None
-        if messages[0][1].count(IMAGE_PLACEHOLDER) != 1 or any(IMAGE_PLACEHOLDER in t for _, t in messages[1:]):
-            raise MixtureError(f"{where}: the first human turn, and only it, must hold one {IMAGE_PLACEHOLDER}")
-        first = messages[0][1].replace(IMAGE_PLACEHOLDER, "").strip()
-        messages = ((messages[0][0], first), *messages[1:])
-        samples.append(Sample(str(row.get("id", f"{name}-{number}")), name, str(path), messages))
+        images = row.get("image", [])
+        images = [images] if isinstance(images, str) else images
+        if not isinstance(images, list) or not all(isinstance(i, str) for i in images):
+            raise MixtureError(f"{where}: 'image' must be a path or a list of paths, got {images!r}")
+        paths = []
+        for image in images:
+            try:
+                paths.append(str(inside(root, image)))
+            except ValueError:
+                raise MixtureError(f"{where}: image {image!r} lies outside the source's root {root}") from None
+        placeholders = sum(text.count(IMAGE_PLACEHOLDER) for role, text in messages if role == "user")
+        if placeholders != len(paths) or any(IMAGE_PLACEHOLDER in t for r, t in messages if r == "assistant"):
+            raise MixtureError(
+                f"{where}: {len(paths)} image(s) need as many {IMAGE_PLACEHOLDER} in human turns (found"
+                f" {placeholders}) and none in gpt turns"
+            )
+        samples.append(Sample(str(row.get("id", f"{name}-{number}")), name, tuple(paths), messages))
     if len(samples) != entry.get("length", len(samples)):
         raise MixtureError(
             f"source {name!r}: the meta file says {entry['length']} rows, {annotation} has {len(samples)}"

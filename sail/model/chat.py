@@ -95,7 +95,7 @@ def encode_conversations(
     """A padded training batch: input_ids, attention_mask, pixel_values, labels, num_tokens."""
     texts = [processor.apply_chat_template(messages, tokenize=False) for messages in conversations]
     tokenizer = processor.tokenizer
-    batch = processor(images=list(images), text=texts, padding=True, padding_side="right", return_tensors="pt")
+    batch = processor(images=list(images) or None, text=texts, padding=True, padding_side="right", return_tensors="pt")
     if max_length is not None and batch["input_ids"].shape[1] > max_length:
         raise TemplateMismatchError(
             f"a sequence of {batch['input_ids'].shape[1]} tokens exceeds max_length {max_length}"

@@ -20,7 +20,7 @@ import torch
 from transformers import ProcessorMixin
 
 from sail.caption import CAPTION_PROMPT
-from sail.data.mixture import Sample, conversation_row, write_source
+from sail.data.mixture import IMAGE_PLACEHOLDER, Sample, conversation_row, write_source
 from sail.data.pipeline import read_curated
 from sail.model import encode_conversations
 from sail.train import pack_batch
@@ -95,10 +95,8 @@ def sample_collate(processor: ProcessorMixin, pack_length: int | None = None):
     image_token_id = tokenizer.convert_tokens_to_ids(processor.image_token)
 
     def collate(samples: list[Sample]) -> dict:
-        conversations = [[{"role": role, "content": text} for role, text in s.messages] for s in samples]
-        for messages in conversations:
-            messages[0]["content"] = [{"type": "image"}, {"type": "text", "text": messages[0]["content"]}]
-        batch = encode_conversations(processor, [s.image() for s in samples], conversations)
+        images = [image for s in samples for image in s.images()]
+        batch = encode_conversations(processor, images, [s.chat() for s in samples])
         if pack_length is None:
             return batch
         return pack_batch(batch, pack_length, tokenizer.pad_token_id, image_token_id)
@@ -122,5 +120,6 @@ def held_out_samples(records: list[dict], out_dir: str | os.PathLike, source: st
         turns = tuple(
             message for prompt, answer in ocr_pairs(record) for message in (("user", prompt), ("assistant", answer))
         )
-        samples.append(Sample(record["id"], source, str(path), turns))
+        turns = (("user", f"{IMAGE_PLACEHOLDER}\n{turns[0][1]}"), *turns[1:])
+        samples.append(Sample(record["id"], source, (str(path),), turns))
     return samples

@@ -218,9 +218,10 @@ def train(
     )
     torch.manual_seed(stage.seed)
     rows = set_trainable(model, stage.trainable)
-    accelerator.print(
-        f"stage {stage.name!r} trains {', '.join(stage.trainable) or 'the whole model'}:\n{format_trainable(rows)}"
-    )
+    if progress:  # a sweep of quiet runs shows its stage once, not per run
+        accelerator.print(
+            f"stage {stage.name!r} trains {', '.join(stage.trainable) or 'the whole model'}:\n{format_trainable(rows)}"
+        )
     if gradient_checkpointing:
         model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
 

@@ -1,0 +1,168 @@
+"""SFT runs as values in, evaluation-suite scores out: what notebooks 06 and 07 compare.
+
+Every run starts from the same pretrained checkpoint on disk (notebook 05's), trains one or more
+SAIL SFT stages from the recipe in sequence (one epoch over each stage's samples), and is scored
+on the world suite through `sail.eval` (the generation adapter and VLMEvalKit's rules: the one
+scoring path of the project).
+
+Rankings rest on one number with an interval: the **question score**, the mean over every
+question of the suite of its own score in [0, 1] (VQA accuracy, ANLS, relaxed accuracy, the
+option letter; for the yes/no sets, whether the parsed yes/no is right). The benchmark headlines
+(POPE's F1, HallusionBench's aAcc/fAcc/qAcc) are not means over questions, so they have no
+per-question bootstrap; the question score does (`sail.eval.uncertainty`).
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+
+import numpy as np
+from transformers import AutoModelForImageTextToText
+
+from sail.data.mixture import Sample, read_mixture, write_meta
+from sail.eval import yes_no
+from sail.eval.generation import Generator
+from sail.eval.report import evaluate, table1
+from sail.eval.uncertainty import difference_interval, score_interval
+from sail.model import ImageOnlyInternVLProcessor
+from sail.pretrain.data import sample_collate
+from sail.train import recipe as recipes
+from sail.train import train
+
+
+def question_scores(results: Mapping[str, Mapping], benchmarks: Mapping[str, Sequence[Mapping]]) -> np.ndarray:
+    """Every question's own score in [0, 1], benchmark after benchmark (see the module)."""
+    values = []
+    for name, result in results.items():
+        if "items" in result["details"]:
+            values += list(result["details"]["items"])
+        else:
+            values += [
+                float(yes_no(p) == str(row["answer"]).strip().lower())
+                for p, row in zip(result["predictions"], benchmarks[name])
+            ]
+    return np.asarray(values, dtype=float)
+
+
+def fine_tune(
+    start_dir: str | Path,
+    stages: Sequence[tuple[str, Sequence[Sample]]],
+    *,
+    profile: str,
+    seed: int,
+    runs_dir: str | Path,
+    name: str,
+    pack_length: int | None = 256,
+    save_to: str | Path | None = None,
+    **overrides,
+):
+    """Train `stages` ((SAIL step, samples), ...) in order from `start_dir`, one epoch each.
+
+    Returns the model, its processor, and the steps, tokens and seconds spent; `save_to` keeps
+    the model in Hugging Face format. The runs' checkpoints are removed (comparisons keep rows).
+    """
+    model = AutoModelForImageTextToText.from_pretrained(start_dir)
+    processor = ImageOnlyInternVLProcessor.from_pretrained(start_dir)
+    collate = sample_collate(processor, pack_length)
+    steps = tokens = seconds = 0
+    for index, (step, samples) in enumerate(stages):
+        if not samples:
+            raise ValueError(f"run {name!r}: stage {index} ({step}) has no samples")
+        batch = overrides.get("global_batch", recipes.recipe(step, profile).global_batch)
+        epoch = -(-len(samples) // batch)
+        stage = recipes.stage(
+            step, profile, data=list(samples), collate=collate, seed=seed, max_steps=epoch, **overrides
+        )
+        out = Path(runs_dir) / name / f"{index}-{step}"
+        shutil.rmtree(out, ignore_errors=True)
+        result = train(model, stage, out, progress=False)
+        shutil.rmtree(out / "checkpoints")
+        steps, tokens, seconds = steps + result.steps, tokens + result.tokens, seconds + result.seconds
+    if save_to is not None:
+        model.save_pretrained(save_to)
+        processor.save_pretrained(save_to)
+    return model, processor, {"steps": steps, "tokens": tokens, "train seconds": round(seconds, 1)}
+
+
+def score(model, processor, benchmarks: Mapping[str, Sequence[Mapping]], *, batch_size: int = 64) -> dict:
+    """The suite's results, Table 1's column (benchmarks, groups, Overall) and the question scores."""
+    start = time.time()
+    generator = Generator("hf", model=model, processor=processor, max_new_tokens=16, batch_size=batch_size)
+    results = evaluate(generator, benchmarks)
+    column = table1({"run": results})["run"]
+    return {
+        "results": results,
+        "table": {f"{group} / {bench}": float(value) for (group, bench), value in column.items()},
+        "questions": question_scores(results, benchmarks),
+        "eval seconds": round(time.time() - start, 1),
+    }
+
+
+def run_row(name: str, scored: dict, spent: Mapping, **fields) -> dict:
+    """One flat row of a comparison: the run, its Table-1 group averages, its question score with interval."""
+    interval = score_interval(100 * scored["questions"])
+    groups = {key.split(" / ")[0]: value for key, value in scored["table"].items() if key.endswith("/ average")}
+    return {
+        "run": name,
+        **fields,
+        **groups,
+        "question score": interval.mean,
+        "low": interval.low,
+        "high": interval.high,
+        **spent,
+        "eval seconds": scored["eval seconds"],
+    }
+
+
+def versus(ours: dict, other: dict) -> dict:
+    """The paired difference of two runs' question scores (same questions), and whether it is noise."""
+    interval = difference_interval(100 * ours["questions"], 100 * other["questions"])
+    return {
+        "difference": interval.mean,
+        "low": interval.low,
+        "high": interval.high,
+        "within noise": interval.holds(0.0),
+    }
+
+
+def read_tiers(metas: Mapping[str, str | Path], seed: int) -> dict[str, list[Sample]]:
+    """Each tier's samples, shuffled (seeded), from its meta file."""
+    return {tier: read_mixture(path, seed) for tier, path in metas.items()}
+
+
+def halved_mixture(metas: Mapping[str, str | Path], group: str | None, out_path: str | Path, seed: int) -> list[Sample]:
+    """Every tier's sources in one meta file, `group`'s sources at `repeat_time` 0.5 (None: all whole)."""
+    entries = {}
+    for path in metas.values():
+        base = Path(path).parent
+        for name, entry in json.loads(Path(path).read_text()).items():
+            entries[name] = {
+                **entry,
+                "root": base / entry["root"],
+                "annotation": base / entry["annotation"],
+                "repeat_time": 0.5 if name.split("/", 1)[1] == group else 1,
+            }
+    return read_mixture(write_meta(out_path, entries), seed)
+
+
+def incremental(
+    candidates: Sequence[str], scored: Callable[[Sequence[str]], dict], tolerance: float
+) -> tuple[list[str], list[dict]]:
+    """Add candidates one at a time to what is kept; keep one when the question score rises or
+    falls by at most `tolerance` points. `scored(names)` trains on those candidates and returns
+    its row (with "question score"). Returns the kept names and one row per step."""
+    kept, rows = [candidates[0]], []
+    best = scored(kept)
+    rows.append({**best, "added": candidates[0], "kept": True})
+    for candidate in candidates[1:]:
+        row = scored([*kept, candidate])
+        keep = row["question score"] >= best["question score"] - tolerance
+        rows.append({**row, "added": candidate, "kept": keep})
+        if keep:
+            kept.append(candidate)
+            best = row
+    return kept, rows

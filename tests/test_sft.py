@@ -1,0 +1,199 @@
+"""SFT in miniature (sail.sft): the world's three tiers, the judges, and the evaluation arithmetic."""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+
+import pytest
+from conftest import world_pool
+from PIL import Image
+
+from sail.data.mixture import read_mixture
+from sail.eval.benchmarks import WORLD_BENCHMARKS, build_benchmark, check_no_train_overlap
+from sail.sft.data import TIERS, reasoned_answer, short_answer, write_world_sft
+from sail.sft.experiment import halved_mixture, incremental, question_scores
+from sail.sft.judge import ChatJudge, RulesJudge, parse_scores
+from sail.world import split_of
+
+
+@pytest.fixture(scope="module")
+def tiers(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("sft")
+    records = world_pool(folder / "pool", 45)
+    metas = write_world_sft(folder / "pool", folder / "sft", seed=0)
+    rows = {}
+    for tier, meta in metas.items():
+        rows[tier] = []
+        for name, entry in json.loads(meta.read_text()).items():
+            for line in (meta.parent / entry["annotation"]).read_text().splitlines():
+                rows[tier].append({**json.loads(line), "source": name})
+    return {"folder": folder, "records": records, "metas": metas, "rows": rows}
+
+
+def _answers(row: dict) -> list[str]:
+    return [turn["value"] for turn in row["conversations"] if turn["from"] == "gpt"]
+
+
+def _image(row: dict) -> str | None:
+    image = row.get("image")
+    return image if isinstance(image, str) or image is None else image[0]
+
+
+def test_tiers_use_disjoint_train_images_and_never_a_benchmark_record(tiers):
+    images = {tier: {_image(r) for r in rows if _image(r)} for tier, rows in tiers["rows"].items()}
+    assert all(images[t] for t in TIERS)
+    assert not (images["knowledge"] & images["instruction"] or images["instruction"] & images["preference"])
+    assert not images["knowledge"] & images["preference"]
+    assert {split_of(r) for r in tiers["records"].values()} == {"train"}
+    suite = {name: build_benchmark(name, 16) for name in WORLD_BENCHMARKS}
+    assert check_no_train_overlap(suite, list(tiers["records"].values()))
+
+
+def test_each_source_holds_its_format_group_and_the_tiers_differ_as_the_paper_says(tiers):
+    for rows in tiers["rows"].values():
+        assert all(r["source"].split("/", 1)[1] == r["format_group"] for r in rows)
+    knowledge, instruction, preference = (tiers["rows"][t] for t in TIERS)
+    # Knowledge: single turns, single-hop (difficulty 1), short answers, some text-only facts
+    assert all(len(_answers(r)) == 1 and r["difficulty"] == [1] for r in knowledge)
+    assert all(len(_answers(r)[0].split()) <= 3 for r in knowledge if r["format_group"] != "captioning")
+    assert any("image" not in r and r["facts"] == [] for r in knowledge)
+    # Instruction: multi-turn conversations and options to choose from
+    assert any(len(_answers(r)) > 1 for r in instruction)
+    assert any(r["format_group"] == "closed-form VQA" for r in instruction)
+    # Preference: hard questions; most answers reasoned in steps, ending on the short answer
+    assert all(min(r["difficulty"]) >= 2 for r in preference)
+    reasoned = [r for r in preference if _answers(r)[0].startswith("Step 1:")]
+    assert len(reasoned) > len(preference) / 2
+    assert all(" Step 3: " in _answers(r)[0] and "Answer: " in _answers(r)[0] for r in reasoned)
+
+
+def test_a_reasoned_answer_ends_on_the_gold_and_names_the_option():
+    record = {"kind": "card", "card": {"title": "Farm log", "table": [["moon", 4], ["cake", 11]]}}
+    question = {
+        "question": "In the table, what is the sum of the values of moon and cake?",
+        "answer": "C",
+        "choices": {"A": "12", "B": "14", "C": "15", "D": "9"},
+        "record": record,
+    }
+    answer = reasoned_answer(question, random.Random(0))
+    assert answer == (
+        "Step 1: The card reads: title Farm log ; moon 4 ; cake 11. "
+        "Step 2: The question asks: In the table, what is the sum of the values of moon and cake? "
+        "Step 3: 15, which is option C. Answer: C"
+    )
+    assert short_answer({"answer": ["red"] * 10}) == "red"
+
+
+def test_meta_files_read_back_as_mixtures_with_text_only_samples(tiers):
+    for tier, meta in tiers["metas"].items():
+        samples = read_mixture(meta, seed=0)
+        assert len(samples) == len(tiers["rows"][tier])
+    knowledge = read_mixture(tiers["metas"]["knowledge"], seed=0)
+    assert any(s.image_paths == () for s in knowledge)
+
+
+def test_halving_a_group_halves_its_sources_only(tiers, tmp_path):
+    metas = {"instruction": tiers["metas"]["instruction"]}
+    whole = halved_mixture(metas, None, tmp_path / "whole.meta.json", seed=0)
+    half = halved_mixture(metas, "captioning", tmp_path / "half.meta.json", seed=0)
+    count = lambda samples, group: sum(s.source == f"instruction/{group}" for s in samples)  # noqa: E731
+    assert count(half, "captioning") == round(count(whole, "captioning") / 2)
+    assert count(half, "yes/no") == count(whole, "yes/no") > 0
+    assert json.loads((tmp_path / "half.meta.json").read_text())["instruction/captioning"]["repeat_time"] == 0.5
+
+
+# --- judges -----------------------------------------------------------------------------
+
+
+def test_rules_judge_hand_computed():
+    row = {
+        "image": "a.png",
+        "conversations": [
+            {"from": "human", "value": "<image>\nWhat colour is the circle?"},
+            {"from": "gpt", "value": "red"},
+            {"from": "human", "value": "And the big one?"},
+            {"from": "gpt", "value": "the big red circle"},
+        ],
+        "difficulty": [1, 3],
+        "facts": ["red", "circle", "blue", "square"],
+    }
+    judged = RulesJudge().judge(row)
+    assert judged.difficulty == 3  # mean generator difficulty 2 -> 1 + 2 x (2 - 1)
+    assert judged.complexity == pytest.approx(1 + math.log2(1 + 2.5) / 2 + 1 / 2)  # 2.5 words a turn, 2 turns
+    assert judged.relevance == 3  # 2 of 4 facts named -> 1 + 4 x 1/2
+    text_only = {"conversations": row["conversations"][:2], "difficulty": [1], "facts": []}
+    assert RulesJudge().judge(text_only).relevance == 1
+
+
+@pytest.mark.parametrize(
+    "reply, expected",
+    [
+        ("difficulty: 4\ncomplexity: 2/5\nrelevance - 5", (4, 2, 5)),
+        ("**Difficulty**: 3\n**Complexity**: 8/10\n**Relevance**: 9", (3, 1 + 7 * 4 / 9, None)),
+        ("I cannot rate this.", (None, None, None)),
+        ("difficulty complexity relevance: 2", (None, None, 2)),
+    ],
+)
+def test_chat_replies_parse_per_criterion(reply, expected):
+    scores = parse_scores(reply)
+    for name, want in zip(("difficulty", "complexity", "relevance"), expected):
+        assert math.isnan(scores[name]) if want is None else scores[name] == pytest.approx(want)
+
+
+class ScriptedVLM:
+    """Answers the rubric by a rule we can check, and records what it was shown."""
+
+    def __init__(self):
+        self.seen = []
+
+    def ask(self, prompt, image=None):
+        self.seen.append((prompt, image))
+        if "Step 1" in prompt:
+            return "difficulty: 5\ncomplexity: 5\nrelevance: 4"
+        return "no idea"
+
+
+def test_chat_judge_sends_the_conversation_and_its_first_image(tmp_path):
+    Image.new("RGB", (6, 4), "red").save(tmp_path / "a.png")
+    rows = [
+        {
+            "image": ["a.png", "b.png"],
+            "conversations": [{"from": "human", "value": "<image><image>\nq"}, {"from": "gpt", "value": "Step 1: x"}],
+        },
+        {"conversations": [{"from": "human", "value": "How many sides?"}, {"from": "gpt", "value": "4"}]},
+    ]
+    vlm = ScriptedVLM()
+    first, second = ChatJudge(vlm).score(rows, tmp_path)
+    assert (first.difficulty, first.complexity, first.relevance) == (5, 5, 4)
+    assert all(math.isnan(v) for v in (second.difficulty, second.complexity, second.relevance))
+    assert second.raw == "no idea"
+    assert "human: <image><image>\nq\ngpt: Step 1: x" in vlm.seen[0][0]
+    assert vlm.seen[0][1].size == (6, 4) and vlm.seen[1][1] is None
+
+
+# --- evaluation arithmetic --------------------------------------------------------------
+
+
+def test_question_scores_take_items_and_yes_no_correctness_in_order():
+    benchmarks = {"WorldVQA": [{}, {}], "WorldPOPE": [{"answer": "yes"}, {"answer": "no"}, {"answer": "no"}]}
+    results = {
+        "WorldVQA": {"details": {"items": [1.0, 0.3]}, "predictions": ["red", "blue"]},
+        "WorldPOPE": {"details": {"Overall": {}}, "predictions": ["Yes.", "yes", "No, there is not."]},
+    }
+    assert question_scores(results, benchmarks).tolist() == [1.0, 0.3, 1.0, 0.0, 1.0]
+
+
+def test_incremental_keeps_what_helps_or_costs_at_most_the_tolerance():
+    scores = {("a",): 50.0, ("a", "b"): 49.5, ("a", "b", "c"): 47.0, ("a", "b", "d"): 52.0}
+    asked = []
+
+    def scored(names):
+        asked.append(tuple(names))
+        return {"question score": scores[tuple(names)]}
+
+    kept, rows = incremental(["a", "b", "c", "d"], scored, tolerance=1.0)
+    assert kept == ["a", "b", "d"]  # b costs 0.5 <= 1 (kept); c costs 2.5 (dropped); d helps
+    assert asked == [("a",), ("a", "b"), ("a", "b", "c"), ("a", "b", "d")]
+    assert [r["kept"] for r in rows] == [True, True, False, True]
