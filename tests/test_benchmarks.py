@@ -19,7 +19,17 @@ from sail.eval.benchmarks import (
     score_benchmark,
 )
 from sail.eval.generation import BackendUnavailableError, Generator, image_messages
-from sail.eval.report import evaluate, evaluate_checkpoints, load_benchmarks, table1
+from sail.eval.report import (
+    above_chance,
+    chance_column,
+    evaluate,
+    evaluate_checkpoints,
+    load_benchmarks,
+    pipeline_checkpoints,
+    question_intervals,
+    question_scores,
+    table1,
+)
 from sail.world import sample_records, split_of
 
 # The largest train sample the notebooks draw (00_tour: captioner_steps * batch_size at seed 0).
@@ -174,3 +184,33 @@ def test_world_tsv_is_read_and_scored_end_to_end_in_table1_layout(tiny_model_dir
     assert table.loc[("Overall", "average"), "tiny"] == pytest.approx(
         sum(r["score"] for r in results["tiny"].values()) / len(WORLD_BENCHMARKS)
     )
+
+
+def test_the_pipeline_checkpoints_in_the_order_made_or_the_captioner_before_any(tmp_path):
+    assert pipeline_checkpoints(tmp_path) == [tmp_path / "captioner"]
+    for name in ("sft-mixed", "pretrain-alignment", "sft-preference"):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "config.json").write_text("{}")
+    (tmp_path / "sft-knowledge").mkdir()  # no config.json: not a checkpoint
+    assert pipeline_checkpoints(tmp_path) == [
+        tmp_path / n for n in ("pretrain-alignment", "sft-preference", "sft-mixed")
+    ]
+
+
+def test_question_intervals_and_the_verdict_against_chance(suite):
+    rows = {"WorldVQA": suite["WorldVQA"][:4], "WorldPOPE": suite["WorldPOPE"][:6]}
+    answers = {"WorldVQA": [_perfect(r) for r in rows["WorldVQA"][:2]] + ["zebra", "zebra"]}
+    answers["WorldPOPE"] = [r["answer"] for r in rows["WorldPOPE"][:3]] + ["maybe"] * 3
+    results = {
+        "m": {name: {**score_benchmark(name, rows[name], answers[name]), "predictions": answers[name]} for name in rows}
+    }
+    scores = question_scores(results["m"], rows)
+    assert scores.tolist() == [1.0, 1.0, 0.0, 0.0, 1.0, 1.0, 1.0, 0.0, 0.0, 0.0]
+    interval = question_intervals(results, rows).loc["m"]
+    assert interval["question score"] == 50.0 and interval["low"] < 50 < interval["high"] and interval["n"] == 10
+    table = table1(results)
+    verdict = above_chance(table, chance_column(table, {"WorldPOPE": 60.0}), "m")
+    assert verdict["above chance"].to_dict() == {
+        ("General VQA", "WorldVQA"): True,
+        ("Hallucination", "WorldPOPE"): False,
+    }

@@ -1,4 +1,4 @@
-"""Notebooks 01 (curation) to 05 (pretraining) executed headless, chained through files on disk."""
+"""Notebooks 01 (curation) to 08 (evaluation) executed headless, chained through files on disk."""
 
 from __future__ import annotations
 
@@ -6,6 +6,8 @@ import json
 
 import pytest
 from notebook_runner import sail_run
+
+from sail.eval.report import PIPELINE_CHECKPOINTS
 
 pytestmark = pytest.mark.notebook
 
@@ -166,6 +168,45 @@ def test_curation_then_captioner(tmp_path):
     assert all(torch.equal(a, b) for a, b in language)  # the LLM stays frozen in both stages
     vision = zip(aligned.vision_tower.state_dict().values(), advanced.vision_tower.state_dict().values())
     assert not all(torch.equal(a, b) for a, b in vision)  # Advance moved the vision encoder
+
+    # SFT: three tiers from the pool and their three-tier evaluation, the curriculum against
+    # mixed training, then notebook 08 scoring every checkpoint the chain made, by default.
+    run = sail_run(
+        "06_sft_data",
+        *common,
+        *("-p", "quick_size", "32", "-p", "larger_size", "48", "-p", "samples_per_benchmark", "4"),
+        *("-p", "judge_samples", "300"),
+    )
+    assert run.returncode == 0, run.stderr[-3000:]
+    data = json.loads((artifacts / "06_sft_data.json").read_text())
+    assert data["headline"]["judge rises"] == {"difficulty": True, "complexity": True, "relevance": True}
+    assert [row["tier"] for row in data["quick"]] == ["knowledge", "instruction", "preference"]
+    assert all((row["size"], row["steps"]) == (32, 2) for row in data["quick"])
+    assert all((row["size"], row["steps"]) == (48, 3) for row in data["larger"])
+    assert {row["variant"] for row in data["composition"]} >= {"all groups whole", "halve captioning", "halve yes/no"}
+    assert [row["added"] for row in data["incremental"]][0] == "knowledge" and data["incremental"][0]["kept"]
+    assert all(row["low"] <= row["question score"] <= row["high"] for row in data["quick"])
+
+    run = sail_run("07_curriculum", *common, *("-p", "sizes", "[64, 96, 128]", "-p", "samples_per_benchmark", "4"))
+    assert run.returncode == 0, run.stderr[-3000:]
+    curriculum = json.loads((artifacts / "07_curriculum.json").read_text())
+    steps = {(row["arm"], row["size"], row["seed"]): row["steps"] for row in curriculum["runs"]}
+    assert len(steps) == 12  # two arms, three sizes, two seeds
+    assert all(steps[("curriculum", d, s)] == steps[("mixed", d, s)] == d // 16 for d in (64, 96, 128) for s in (0, 1))
+    assert set(curriculum["fits"]) == {"curriculum linear", "curriculum log", "mixed linear", "mixed log"}
+    knowledge = AutoModelForImageTextToText.from_pretrained(artifacts / "sft-knowledge").model
+    final = AutoModelForImageTextToText.from_pretrained(artifacts / "sft-preference").model
+    stages = zip(knowledge.language_model.state_dict().values(), final.language_model.state_dict().values())
+    assert not all(torch.equal(a, b) for a, b in stages)  # the later stages trained on
+    vision = zip(advanced.vision_tower.state_dict().values(), final.vision_tower.state_dict().values())
+    assert all(torch.equal(a, b) for a, b in vision)  # tiny SFT leaves the vision encoder as Advance left it
+
+    run = sail_run("08_evaluation", *common, *("-p", "samples_per_benchmark", "4", "-p", "train_check_records", "500"))
+    assert run.returncode == 0, run.stderr[-3000:]
+    evaluation = json.loads((artifacts / "08_evaluation.json").read_text())
+    assert list(evaluation["checkpoints"]) == list(PIPELINE_CHECKPOINTS)
+    assert evaluation["final"]["checkpoint"] == "sft-preference"
+    assert set(evaluation["question_intervals"]) == set(evaluation["checkpoints"])
 
 
 def test_curation_reads_a_crafted_shard_safely_and_its_card_counts_the_drops(tmp_path):

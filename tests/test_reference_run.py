@@ -13,6 +13,7 @@ import nbformat
 import pytest
 
 from sail import review
+from sail.eval.report import PIPELINE_CHECKPOINTS
 
 REPO = Path(__file__).resolve().parents[1]
 RUN = REPO / "outputs" / "tiny"
@@ -89,3 +90,23 @@ def test_the_reference_run_s_pretraining_kept_its_own_checks():
     for size in advance["parameters"]["sizes"]:
         point, control = runs[f"advance D={size}"], runs[f"control D={size}"]
         assert (point["size"], point["steps"], point["seed"]) == (control["size"], control["steps"], control["seed"])
+
+
+def test_the_reference_run_s_sft_kept_its_own_checks():
+    """What notebooks 06 to 08 measure about their machinery, held by the committed run: a tier
+    evaluated at another size, arms trained on unequal steps, a score without its interval, or an
+    evaluation that skipped a checkpoint of the pipeline, fails here."""
+    data = _results("06_sft_data")
+    quick, larger = data["quick"], data["larger"]
+    assert (
+        [row["tier"] for row in quick] == [row["tier"] for row in larger] == ["knowledge", "instruction", "preference"]
+    )
+    assert {row["size"] for row in quick} == {data["parameters"]["quick_size"]}
+    assert {row["size"] for row in larger} == {data["parameters"]["larger_size"]}
+    assert all(row["low"] <= row["question score"] <= row["high"] for row in quick + larger + data["composition"])
+    curriculum = _results("07_curriculum")
+    steps = {(row["arm"], row["size"], row["seed"]): row["steps"] for row in curriculum["runs"]}
+    assert len({seed for _, _, seed in steps}) >= 2 and len({size for _, size, _ in steps}) >= 3
+    assert all(steps[("curriculum", size, seed)] == steps[("mixed", size, seed)] for _, size, seed in steps)
+    evaluation = _results("08_evaluation")
+    assert list(evaluation["checkpoints"]) == list(PIPELINE_CHECKPOINTS)

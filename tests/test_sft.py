@@ -12,8 +12,9 @@ from PIL import Image
 
 from sail.data.mixture import read_mixture
 from sail.eval.benchmarks import WORLD_BENCHMARKS, build_benchmark, check_no_train_overlap
+from sail.eval.report import question_scores
 from sail.sft.data import TIERS, reasoned_answer, short_answer, write_world_sft
-from sail.sft.experiment import halved_mixture, incremental, question_scores
+from sail.sft.experiment import halved_mixture, incremental, stage_shares
 from sail.sft.judge import ChatJudge, RulesJudge, parse_scores
 from sail.world import split_of
 
@@ -62,10 +63,10 @@ def test_each_source_holds_its_format_group_and_the_tiers_differ_as_the_paper_sa
     # Instruction: multi-turn conversations and options to choose from
     assert any(len(_answers(r)) > 1 for r in instruction)
     assert any(r["format_group"] == "closed-form VQA" for r in instruction)
-    # Preference: hard questions; most answers reasoned in steps, ending on the short answer
+    # Preference: hard questions; half the answers reasoned in steps, ending on the short answer
     assert all(min(r["difficulty"]) >= 2 for r in preference)
     reasoned = [r for r in preference if _answers(r)[0].startswith("Step 1:")]
-    assert len(reasoned) > len(preference) / 2
+    assert 0.3 < len(reasoned) / len(preference) < 0.7  # the other half asked in the short form
     assert all(" Step 3: " in _answers(r)[0] and "Answer: " in _answers(r)[0] for r in reasoned)
 
 
@@ -197,3 +198,15 @@ def test_incremental_keeps_what_helps_or_costs_at_most_the_tolerance():
     assert kept == ["a", "b", "d"]  # b costs 0.5 <= 1 (kept); c costs 2.5 (dropped); d helps
     assert asked == [("a",), ("a", "b"), ("a", "b", "c"), ("a", "b", "d")]
     assert [r["kept"] for r in rows] == [True, True, False, True]
+
+
+def test_stage_shares_split_by_largest_remainder_and_never_empty_a_stage():
+    shares = {"knowledge": 21.0, "instruction": 12.0, "preference": 3.5}
+    assert stage_shares(256, shares) == {"knowledge": 147, "instruction": 84, "preference": 25}  # 147.3, 84.2, 24.5
+    assert stage_shares(10, {"a": 1, "b": 1, "c": 1}) == {"a": 4, "b": 3, "c": 3}
+    with pytest.raises(ValueError, match="2 samples leave a stage empty"):
+        stage_shares(2, shares)
+    # in whole batches of 16: 16 units -> 9.2, 5.3, 1.5 -> 9, 5, 2 (the largest remainder)
+    assert stage_shares(256, shares, unit=16) == {"knowledge": 144, "instruction": 80, "preference": 32}
+    with pytest.raises(ValueError, match="100 samples are not a whole number of units of 16"):
+        stage_shares(100, shares, unit=16)

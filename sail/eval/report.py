@@ -25,6 +25,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import matplotlib.pyplot as plt
+import numpy as np
 import pandas as pd
 import seaborn as sns
 from matplotlib.lines import Line2D
@@ -40,6 +41,7 @@ from sail.eval.benchmarks import (
 from sail.eval.generation import Generator, image_messages
 from sail.eval.metrics import extract_choice, yes_no
 from sail.eval.tsv import read_tsv
+from sail.eval.uncertainty import score_interval
 from sail.prose import listing, number, relation, versus
 
 __all__ = [
@@ -118,6 +120,60 @@ def checkpoint_labels(checkpoints: Sequence[str | Path]) -> dict[str, Path]:
     if len(set(labels)) != len(labels):
         raise ValueError(f"checkpoints repeat: {[str(p) for p in paths]}")
     return dict(zip(labels, paths))
+
+
+# The checkpoints the pipeline saves under artifacts/, in the order it makes them.
+PIPELINE_CHECKPOINTS = (
+    "pretrain-alignment",
+    "pretrain-advance",
+    "sft-knowledge",
+    "sft-instruction",
+    "sft-preference",
+    "sft-mixed",
+)
+
+
+def pipeline_checkpoints(artifacts: str | Path) -> list[Path]:
+    """The checkpoints this pipeline made (each with its config.json), in the order it made them;
+    the tour's captioner when none exists yet (only notebook 00 has run)."""
+    folders = [Path(artifacts) / name for name in PIPELINE_CHECKPOINTS]
+    return [folder for folder in folders if (folder / "config.json").is_file()] or [Path(artifacts) / "captioner"]
+
+
+def question_scores(results: Mapping[str, Mapping], benchmarks: Mapping[str, Sequence[Mapping]]) -> np.ndarray:
+    """Every question's own score in [0, 1], benchmark after benchmark: the item score (VQA accuracy,
+    ANLS, relaxed accuracy, the option letter) or, on the yes/no sets, whether the parsed yes/no is
+    right. POPE's F1 and HallusionBench's aAcc/fAcc/qAcc are not means over questions; this is, so
+    it has a bootstrap interval (`sail.eval.uncertainty`)."""
+    values = []
+    for name, result in results.items():
+        if "items" in result["details"]:
+            values += list(result["details"]["items"])
+        else:
+            values += [
+                float(yes_no(p) == str(row["answer"]).strip().lower())
+                for p, row in zip(result["predictions"], benchmarks[name])
+            ]
+    return np.asarray(values, dtype=float)
+
+
+def question_intervals(
+    results: Mapping[str, Mapping[str, Mapping]], benchmarks: Mapping[str, Sequence[Mapping]]
+) -> pd.DataFrame:
+    """Per checkpoint: the question score (x100) and its 95 % bootstrap interval."""
+    rows = {}
+    for label, per_benchmark in results.items():
+        interval = score_interval(100 * question_scores(per_benchmark, benchmarks))
+        rows[label] = {"question score": interval.mean, "low": interval.low, "high": interval.high, "n": interval.n}
+    return pd.DataFrame(rows).T
+
+
+def above_chance(table: pd.DataFrame, chance: pd.Series, column: str) -> pd.DataFrame:
+    """Each benchmark's score in `column` against its chance level (0 for open-ended answers)."""
+    benchmarks = [key for key in table.index if key[1] != "average"]
+    levels = chance.reindex(benchmarks).fillna(0.0)
+    scores = table.loc[benchmarks, column]
+    return pd.DataFrame({column: scores, CHANCE: levels, "above chance": scores > levels})
 
 
 def evaluate_checkpoints(

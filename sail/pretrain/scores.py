@@ -96,9 +96,18 @@ def ocr_score(prediction: str, gold: str) -> float:
 
 def fit_log_linear(sizes: Sequence[float], scores: Sequence[float]) -> dict[str, float]:
     """Least-squares score = a + b·ln(D), with R² (1 - residual / total sum of squares)."""
+    return _fit_line(sizes, scores, np.log)
+
+
+def fit_linear(sizes: Sequence[float], scores: Sequence[float]) -> dict[str, float]:
+    """Least-squares score = a + b·D, with R²: what a near-linear scaling curve follows."""
+    return _fit_line(sizes, scores, lambda x: x)
+
+
+def _fit_line(sizes: Sequence[float], scores: Sequence[float], axis) -> dict[str, float]:
     if len(sizes) < 3 or len(sizes) != len(scores):
         raise ValueError(f"a fit needs at least 3 (size, score) pairs, got {len(sizes)} sizes, {len(scores)} scores")
-    x, y = np.log(np.asarray(sizes, dtype=float)), np.asarray(scores, dtype=float)
+    x, y = axis(np.asarray(sizes, dtype=float)), np.asarray(scores, dtype=float)
     b, a = np.polyfit(x, y, 1)
     total = float(((y - y.mean()) ** 2).sum())
     residual = float(((y - (a + b * x)) ** 2).sum())

@@ -41,6 +41,7 @@ FORMAT_GROUPS = ("closed-form VQA", "open VQA", "document/chart VQA", "counting/
 BRIEF_PROMPT = "Describe the image briefly."
 DETAILED_PROMPT = "Describe the image in detail."
 REASON_PROMPT = "Think it through step by step, then give the answer."
+STEPWISE = "Step 1:"  # how a reasoned answer starts
 
 
 def format_group(question: dict) -> str:
@@ -96,7 +97,7 @@ def reasoned_answer(question: dict, rng: random.Random) -> str:
     else:
         final = f"Answer: {answer}"
     need = f"The question asks: {question['question']}"
-    return f"Step 1: {evidence(question['record'], rng)} Step 2: {need} Step 3: {final}"
+    return f"{STEPWISE} {evidence(question['record'], rng)} Step 2: {need} Step 3: {final}"
 
 
 def check_question(record: dict, rng: random.Random) -> dict | None:
@@ -176,12 +177,12 @@ def instruction_rows(record: dict, image: str, questions: list[dict], rng: rando
 
 
 def preference_rows(record: dict, image: str, questions: list[dict], rng: random.Random) -> list[dict]:
-    """The hardest questions answered in steps (what is seen, what is asked, the answer); a third
-    of them asked in the evaluation's short form keep a short answer, so the format follows the
-    prompt."""
+    """The hardest questions answered in steps (what is seen, what is asked, the answer) when the
+    prompt asks for steps; half of them are asked in the evaluation's short form instead and keep
+    a short answer, so the answer's form follows the prompt's."""
     rows = []
     for n, q in enumerate(q for q in questions if q["difficulty"] >= 2):
-        if rng.random() < 1 / 3:
+        if rng.random() < 1 / 2:
             turn = (eval_prompt(q), short_answer(q))
         else:
             turn = (f"{q['question']}{_options(q)}\n{REASON_PROMPT}", reasoned_answer(q, rng))

@@ -5,11 +5,10 @@ SAIL SFT stages from the recipe in sequence (one epoch over each stage's samples
 on the world suite through `sail.eval` (the generation adapter and VLMEvalKit's rules: the one
 scoring path of the project).
 
-Rankings rest on one number with an interval: the **question score**, the mean over every
-question of the suite of its own score in [0, 1] (VQA accuracy, ANLS, relaxed accuracy, the
-option letter; for the yes/no sets, whether the parsed yes/no is right). The benchmark headlines
-(POPE's F1, HallusionBench's aAcc/fAcc/qAcc) are not means over questions, so they have no
-per-question bootstrap; the question score does (`sail.eval.uncertainty`).
+Rankings rest on one number with an interval: the **question score**
+(`sail.eval.report.question_scores`), the mean over every question of the suite of its own score,
+with a bootstrap interval; the benchmark headlines (POPE's F1, HallusionBench's aAcc/fAcc/qAcc)
+are not means over questions and have none.
 """
 
 from __future__ import annotations
@@ -20,32 +19,17 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
-import numpy as np
 from transformers import AutoModelForImageTextToText
 
 from sail.data.mixture import Sample, read_mixture, write_meta
-from sail.eval import yes_no
 from sail.eval.generation import Generator
-from sail.eval.report import evaluate, table1
+from sail.eval.report import evaluate, question_scores, table1
 from sail.eval.uncertainty import difference_interval, score_interval
 from sail.model import ImageOnlyInternVLProcessor
 from sail.pretrain.data import sample_collate
+from sail.sft.data import STEPWISE
 from sail.train import recipe as recipes
 from sail.train import train
-
-
-def question_scores(results: Mapping[str, Mapping], benchmarks: Mapping[str, Sequence[Mapping]]) -> np.ndarray:
-    """Every question's own score in [0, 1], benchmark after benchmark (see the module)."""
-    values = []
-    for name, result in results.items():
-        if "items" in result["details"]:
-            values += list(result["details"]["items"])
-        else:
-            values += [
-                float(yes_no(p) == str(row["answer"]).strip().lower())
-                for p, row in zip(result["predictions"], benchmarks[name])
-            ]
-    return np.asarray(values, dtype=float)
 
 
 def fine_tune(
@@ -58,12 +42,14 @@ def fine_tune(
     name: str,
     pack_length: int | None = 256,
     save_to: str | Path | None = None,
+    save_stages_to: str | Path | None = None,
     **overrides,
 ):
     """Train `stages` ((SAIL step, samples), ...) in order from `start_dir`, one epoch each.
 
     Returns the model, its processor, and the steps, tokens and seconds spent; `save_to` keeps
-    the model in Hugging Face format. The runs' checkpoints are removed (comparisons keep rows).
+    the final model in Hugging Face format, `save_stages_to` the model after each stage (as
+    `<save_stages_to>/<step>`). The runs' checkpoints are removed (comparisons keep rows).
     """
     model = AutoModelForImageTextToText.from_pretrained(start_dir)
     processor = ImageOnlyInternVLProcessor.from_pretrained(start_dir)
@@ -82,6 +68,9 @@ def fine_tune(
         result = train(model, stage, out, progress=False)
         shutil.rmtree(out / "checkpoints")
         steps, tokens, seconds = steps + result.steps, tokens + result.tokens, seconds + result.seconds
+        if save_stages_to is not None:
+            model.save_pretrained(Path(save_stages_to) / step)
+            processor.save_pretrained(Path(save_stages_to) / step)
     if save_to is not None:
         model.save_pretrained(save_to)
         processor.save_pretrained(save_to)
@@ -106,6 +95,7 @@ def run_row(name: str, scored: dict, spent: Mapping, **fields) -> dict:
     """One flat row of a comparison: the run, its Table-1 group averages, its question score with interval."""
     interval = score_interval(100 * scored["questions"])
     groups = {key.split(" / ")[0]: value for key, value in scored["table"].items() if key.endswith("/ average")}
+    answers = [answer for result in scored["results"].values() for answer in result["predictions"]]
     return {
         "run": name,
         **fields,
@@ -113,6 +103,8 @@ def run_row(name: str, scored: dict, spent: Mapping, **fields) -> dict:
         "question score": interval.mean,
         "low": interval.low,
         "high": interval.high,
+        # answers in Preference's reasoned form, where the suite asks for a word or a letter
+        "stepwise answers %": 100 * sum(a.startswith(STEPWISE) for a in answers) / len(answers),
         **spent,
         "eval seconds": scored["eval seconds"],
     }
@@ -166,3 +158,19 @@ def incremental(
             kept.append(candidate)
             best = row
     return kept, rows
+
+
+def stage_shares(size: int, shares: Mapping[str, float], unit: int = 1) -> dict[str, int]:
+    """`size` samples split over the stages in proportion to `shares`, in whole `unit`s (a batch:
+    then every stage is a whole number of steps, and the stages together take exactly as many
+    steps as one stage over all of them), by largest remainders; no stage may be empty."""
+    if size % unit:
+        raise ValueError(f"{size} samples are not a whole number of units of {unit}")
+    units, total = size // unit, sum(shares.values())
+    exact = {name: units * share / total for name, share in shares.items()}
+    counts = {name: int(value) for name, value in exact.items()}
+    for name in sorted(exact, key=lambda n: exact[n] - counts[n], reverse=True)[: units - sum(counts.values())]:
+        counts[name] += 1
+    if min(counts.values()) < 1:
+        raise ValueError(f"{size} samples leave a stage empty at shares {dict(shares)}")
+    return {name: count * unit for name, count in counts.items()}
