@@ -193,7 +193,13 @@ def test_curation_then_captioner(tmp_path):
     steps = {(row["arm"], row["size"], row["seed"]): row["steps"] for row in curriculum["runs"]}
     assert len(steps) == 12  # two arms, three sizes, two seeds
     assert all(steps[("curriculum", d, s)] == steps[("mixed", d, s)] == d // 16 for d in (64, 96, 128) for s in (0, 1))
-    assert set(curriculum["fits"]) == {"curriculum linear", "curriculum log", "mixed linear", "mixed log"}
+    assert set(curriculum["fits"]) == {
+        f"{metric} {arm} {kind}"
+        for metric in ("question score", "answer loss")
+        for arm in ("curriculum", "mixed")
+        for kind in ("linear", "log")
+    }
+    assert all(row["answer loss"] > 0 for row in curriculum["runs"])
     knowledge = AutoModelForImageTextToText.from_pretrained(artifacts / "sft-knowledge").model
     final = AutoModelForImageTextToText.from_pretrained(artifacts / "sft-preference").model
     stages = zip(knowledge.language_model.state_dict().values(), final.language_model.state_dict().values())

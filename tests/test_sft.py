@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import json
 import math
 import random
@@ -11,10 +12,10 @@ from conftest import world_pool
 from PIL import Image
 
 from sail.data.mixture import read_mixture
-from sail.eval.benchmarks import WORLD_BENCHMARKS, build_benchmark, check_no_train_overlap
+from sail.eval.benchmarks import WORLD_BENCHMARKS, build_benchmark, build_prompt, check_no_train_overlap
 from sail.eval.report import question_scores
 from sail.sft.data import TIERS, reasoned_answer, short_answer, write_world_sft
-from sail.sft.experiment import halved_mixture, incremental, stage_shares
+from sail.sft.experiment import halved_mixture, incremental, stage_shares, suite_samples
 from sail.sft.judge import ChatJudge, RulesJudge, parse_scores
 from sail.world import split_of
 
@@ -210,3 +211,15 @@ def test_stage_shares_split_by_largest_remainder_and_never_empty_a_stage():
     assert stage_shares(256, shares, unit=16) == {"knowledge": 144, "instruction": 80, "preference": 32}
     with pytest.raises(ValueError, match="100 samples are not a whole number of units of 16"):
         stage_shares(100, shares, unit=16)
+
+
+def test_suite_samples_ask_the_suite_s_prompts_and_answer_with_its_gold(tmp_path):
+    benchmarks = {name: build_benchmark(name, 3) for name in ("WorldVQA", "WorldMathMCQ")}
+    samples = suite_samples(benchmarks, tmp_path)
+    assert [s.source for s in samples] == ["WorldVQA"] * 3 + ["WorldMathMCQ"] * 3
+    vqa, mcq = benchmarks["WorldVQA"][0], benchmarks["WorldMathMCQ"][0]
+    prompt = build_prompt(vqa, WORLD_BENCHMARKS["WorldVQA"])
+    gold = ast.literal_eval(vqa["answer"])[0]  # ten identical "human" answers, stored as a list literal
+    assert samples[0].messages == (("user", f"<image>\n{prompt}"), ("assistant", gold))
+    assert samples[3].messages[1] == ("assistant", mcq["answer"]) and mcq["answer"] in "ABCD"
+    assert Image.open(samples[3].image_path).size == mcq["image"].size

@@ -21,15 +21,16 @@ from pathlib import Path
 
 from transformers import AutoModelForImageTextToText
 
-from sail.data.mixture import Sample, read_mixture, write_meta
+from sail.data.mixture import IMAGE_PLACEHOLDER, Sample, read_mixture, write_meta
+from sail.eval.benchmarks import benchmark_spec, build_prompt
 from sail.eval.generation import Generator
-from sail.eval.report import evaluate, question_scores, table1
+from sail.eval.report import evaluate, gold_text, question_scores, table1
 from sail.eval.uncertainty import difference_interval, score_interval
 from sail.model import ImageOnlyInternVLProcessor
 from sail.pretrain.data import sample_collate
 from sail.sft.data import STEPWISE
 from sail.train import recipe as recipes
-from sail.train import train
+from sail.train import train, validation_loss
 
 
 def fine_tune(
@@ -77,8 +78,31 @@ def fine_tune(
     return model, processor, {"steps": steps, "tokens": tokens, "train seconds": round(seconds, 1)}
 
 
-def score(model, processor, benchmarks: Mapping[str, Sequence[Mapping]], *, batch_size: int = 64) -> dict:
-    """The suite's results, Table 1's column (benchmarks, groups, Overall) and the question scores."""
+def suite_samples(benchmarks: Mapping[str, Sequence[Mapping]], out_dir: str | Path) -> list[Sample]:
+    """The suite's questions, prompted as the suite prompts them, with their gold answers, as
+    samples (images written to `out_dir`): the mean cross-entropy of the gold answers moves long
+    before a short SFT run's greedy answers score, as notebook 05's OCR answer loss did."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    samples = []
+    for name, rows in benchmarks.items():
+        spec = benchmark_spec(name, rows)
+        for index, row in enumerate(rows):
+            path = out_dir / f"{name}-{index}.png"
+            row["image"].save(path)
+            turns = (
+                ("user", f"{IMAGE_PLACEHOLDER}\n{build_prompt(row, spec)}"),
+                ("assistant", gold_text(row["answer"])),
+            )
+            samples.append(Sample(f"{name}-{index}", name, (str(path),), turns))
+    return samples
+
+
+def score(
+    model, processor, benchmarks: Mapping[str, Sequence[Mapping]], answers: Sequence[Sample], *, batch_size: int = 64
+) -> dict:
+    """The suite's results, Table 1's column (benchmarks, groups, Overall), the question scores,
+    and the answer loss on `answers` (`suite_samples` of the same benchmarks)."""
     start = time.time()
     generator = Generator("hf", model=model, processor=processor, max_new_tokens=16, batch_size=batch_size)
     results = evaluate(generator, benchmarks)
@@ -87,6 +111,7 @@ def score(model, processor, benchmarks: Mapping[str, Sequence[Mapping]], *, batc
         "results": results,
         "table": {f"{group} / {bench}": float(value) for (group, bench), value in column.items()},
         "questions": question_scores(results, benchmarks),
+        "answer loss": validation_loss(model, sample_collate(processor), answers, batch_size=batch_size),
         "eval seconds": round(time.time() - start, 1),
     }
 
@@ -103,6 +128,7 @@ def run_row(name: str, scored: dict, spent: Mapping, **fields) -> dict:
         "question score": interval.mean,
         "low": interval.low,
         "high": interval.high,
+        "answer loss": scored["answer loss"],
         # answers in Preference's reasoned form, where the suite asks for a word or a letter
         "stepwise answers %": 100 * sum(a.startswith(STEPWISE) for a in answers) / len(answers),
         **spent,
