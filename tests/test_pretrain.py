@@ -126,6 +126,35 @@ def test_a_packed_vlm_batch_gives_the_padded_loss_with_tiles_in_packed_order(
     assert abs(unordered - padded_loss) > 1e-4 and abs(swapped - padded_loss) > 1e-4
 
 
+def test_text_only_and_multi_image_samples_collate_and_pack_to_the_padded_loss(
+    tmp_path, tokenizer, geometry, processor, records
+):
+    from sail.model import build_vlm
+
+    paths = []
+    for record in records[:3]:
+        paths.append(str(tmp_path / f"{record['id']}.png"))
+        render(record).save(paths[-1])
+    samples = [
+        Sample("text", "t", (), (("user", "How many sides does a square have?"), ("assistant", "4"))),
+        Sample(
+            "two", "t", tuple(paths[:2]), (("user", "Image-1: <image>\nImage-2: <image>\nSame?"), ("assistant", "No"))
+        ),
+        Sample("one", "t", (paths[2],), (("user", f"<image>\n{CAPTION_PROMPT}"), ("assistant", "a red circle"))),
+    ]
+    torch.manual_seed(0)
+    model = build_vlm(geometry, tokenizer).eval()
+    padded = sample_collate(processor)(samples)
+    packed = sample_collate(processor, 256)(samples)
+    image_token = tokenizer.convert_tokens_to_ids(processor.image_token)
+    per_row = (padded["input_ids"] == image_token).sum(dim=1).tolist()
+    assert per_row == [0, 2 * geometry.image_seq_length, geometry.image_seq_length]  # each image where it stood
+    assert padded["pixel_values"].shape[0] == packed["pixel_values"].shape[0] == 3
+    padded.pop("num_tokens"), packed.pop("num_tokens")
+    with torch.no_grad():
+        assert float(model(**packed).loss) == pytest.approx(float(model(**padded).loss), rel=1e-5)
+
+
 def test_pack_batch_with_pixel_values_needs_the_image_token():
     ids = torch.tensor([[1, 2, 3], [4, 5, 0]])
     batch = {
