@@ -60,7 +60,9 @@ def test_unknown_profile_fails_in_the_first_cell_with_a_clear_message(tmp_path):
     "notebook, message",
     [
         ("02_captioner", "a folder holding reference/annotations.jsonl (run notebook 01 first)"),
-        ("08_evaluation", "the tour's captioner: run 00_tour first"),
+        ("06_sft_data", "notebook 01's output with a pool/ folder (run notebook 01 first)"),
+        ("07_curriculum", "notebook 06's tiers: <tier>.meta.json files (run notebook 06 first)"),
+        ("08_evaluation", "the pipeline's checkpoints: run 00_tour first at least"),
     ],
 )
 def test_a_notebook_whose_inputs_are_missing_names_the_notebook_to_run_first(tmp_path, notebook, message):
