@@ -22,7 +22,7 @@ from pathlib import Path
 
 from sail.data.mixture import conversation_row, write_meta, write_source
 from sail.data.pipeline import read_curated
-from sail.eval.benchmarks import MCQ_SUFFIX, VQA_SUFFIX, YES_NO_SUFFIX
+from sail.eval.benchmarks import VQA_SUFFIX, BenchmarkSpec, build_prompt
 from sail.world.captions import card_facts, teacher_caption, weak_caption
 from sail.world.dataset import caption_rng
 from sail.world.ocr import card_transcription
@@ -63,14 +63,15 @@ def short_answer(question: dict) -> str:
 
 
 def eval_prompt(question: dict) -> str:
-    """The question as the evaluation suite phrases its kind (VLMEvalKit's prompt styles)."""
-    text = question["question"]
+    """The question in the suite's prompt style for its kind of answer (`build_prompt`): options
+    and a letter, yes or no, or a word or phrase."""
     if question["choices"]:
-        options = "".join(f"\n{letter}. {option}" for letter, option in question["choices"].items())
-        return f"{text}{options}\n{MCQ_SUFFIX}"
-    if short_answer(question) in ("Yes", "No", "yes", "no"):
-        return f"{text} {YES_NO_SUFFIX}"
-    return f"{text}\n{VQA_SUFFIX}"
+        kind = "choice"
+    elif short_answer(question) in ("Yes", "No", "yes", "no"):
+        kind = "pope"
+    else:
+        kind = "vqa_accuracy"
+    return build_prompt(question, BenchmarkSpec("SFT", "", kind, max_tiles=1))
 
 
 def facts(record: dict) -> list[str]:
