@@ -22,6 +22,7 @@ from sail.eval.generation import BackendUnavailableError, Generator, image_messa
 from sail.eval.report import (
     above_chance,
     chance_column,
+    chance_scores,
     evaluate,
     evaluate_checkpoints,
     load_benchmarks,
@@ -214,3 +215,15 @@ def test_question_intervals_and_the_verdict_against_chance(suite):
         ("General VQA", "WorldVQA"): True,
         ("Hallucination", "WorldPOPE"): False,
     }
+
+
+def test_chance_is_the_better_of_guessing_and_one_answer_to_every_question(suite):
+    # Four-option questions whose gold letters are A, A, A, B: a random letter gets 25, always "A" 75.
+    mcq = [dict(row, answer=letter) for row, letter in zip(suite["WorldRelationMCQ"], "AAAB")]
+    # Two "Yes" and two "No": a coin's accuracy-like F1 is near 50; always "Yes" has precision 1/2 and
+    # recall 1, F1 = 2/3 (the coin scores below it).
+    pope = [dict(row, answer=answer) for row, answer in zip(suite["WorldPOPE"], ("Yes", "No", "Yes", "No"))]
+    levels = chance_scores({"WorldRelationMCQ": mcq, "WorldPOPE": pope, "WorldVQA": suite["WorldVQA"][:4]})
+    assert levels["WorldRelationMCQ"] == pytest.approx(75.0)
+    assert levels["WorldPOPE"] == pytest.approx(200 / 3)
+    assert "WorldVQA" not in levels  # open answers have no chance level

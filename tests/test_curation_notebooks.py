@@ -207,12 +207,20 @@ def test_curation_then_captioner(tmp_path):
     vision = zip(advanced.vision_tower.state_dict().values(), final.vision_tower.state_dict().values())
     assert all(torch.equal(a, b) for a, b in vision)  # tiny SFT leaves the vision encoder as Advance left it
 
-    run = sail_run("08_evaluation", *common, *("-p", "samples_per_benchmark", "4", "-p", "train_check_records", "500"))
+    run = sail_run(
+        "08_evaluation",
+        *common,
+        *("-p", "samples_per_benchmark", "4", "-p", "train_check_records", "500", "-p", "look_samples", "3"),
+    )
     assert run.returncode == 0, run.stderr[-3000:]
     evaluation = json.loads((artifacts / "08_evaluation.json").read_text())
     assert list(evaluation["checkpoints"]) == list(PIPELINE_CHECKPOINTS)
     assert evaluation["final"]["checkpoint"] == "sft-preference"
     assert set(evaluation["question_intervals"]) == set(evaluation["checkpoints"])
+    reliance = evaluation["image_reliance"]
+    assert set(reliance) == set(evaluation["checkpoints"])
+    for row in reliance.values():
+        assert row["own images"] > 0 and row["image gain"] == pytest.approx(row["swapped images"] - row["own images"])
 
 
 def test_curation_reads_a_crafted_shard_safely_and_its_card_counts_the_drops(tmp_path):

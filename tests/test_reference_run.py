@@ -110,3 +110,4 @@ def test_the_reference_run_s_sft_kept_its_own_checks():
     assert all(steps[("curriculum", size, seed)] == steps[("mixed", size, seed)] for _, size, seed in steps)
     evaluation = _results("08_evaluation")
     assert list(evaluation["checkpoints"]) == list(PIPELINE_CHECKPOINTS)
+    assert set(evaluation["image_reliance"]) == set(PIPELINE_CHECKPOINTS)

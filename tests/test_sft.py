@@ -11,11 +11,11 @@ import pytest
 from conftest import world_pool
 from PIL import Image
 
-from sail.data.mixture import read_mixture
+from sail.data.mixture import Sample, read_mixture
 from sail.eval.benchmarks import WORLD_BENCHMARKS, build_benchmark, build_prompt, check_no_train_overlap
 from sail.eval.report import question_scores
 from sail.sft.data import TIERS, reasoned_answer, short_answer, write_world_sft
-from sail.sft.experiment import halved_mixture, incremental, stage_shares, suite_samples
+from sail.sft.experiment import halved_mixture, incremental, rotated_images, stage_shares, suite_samples
 from sail.sft.judge import ChatJudge, RulesJudge, parse_scores
 from sail.world import split_of
 
@@ -223,3 +223,11 @@ def test_suite_samples_ask_the_suite_s_prompts_and_answer_with_its_gold(tmp_path
     assert samples[0].messages == (("user", f"<image>\n{prompt}"), ("assistant", gold))
     assert samples[3].messages[1] == ("assistant", mcq["answer"]) and mcq["answer"] in "ABCD"
     assert Image.open(samples[3].image_path).size == mcq["image"].size
+
+
+def test_rotated_images_give_each_question_the_next_image_of_its_own_benchmark():
+    turns = (("user", "<image>\nq"), ("assistant", "a"))
+    samples = [Sample(f"{s}{i}", s, (f"{s}{i}.png",), turns) for s, i in (("A", 0), ("B", 0), ("A", 1), ("A", 2))]
+    rotated = rotated_images(samples)
+    assert [s.image_paths for s in rotated] == [("A1.png",), ("B0.png",), ("A2.png",), ("A0.png",)]
+    assert [(s.id, s.messages) for s in rotated] == [(s.id, s.messages) for s in samples]

@@ -17,6 +17,7 @@ import json
 import shutil
 import time
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import replace
 from pathlib import Path
 
 from transformers import AutoModelForImageTextToText
@@ -96,6 +97,29 @@ def suite_samples(benchmarks: Mapping[str, Sequence[Mapping]], out_dir: str | Pa
             )
             samples.append(Sample(f"{name}-{index}", name, (str(path),), turns))
     return samples
+
+
+def rotated_images(samples: Sequence[Sample]) -> list[Sample]:
+    """`samples` with each one's images taken from the next sample of the same source (the last
+    from the first): every question keeps its kind of image (a card, a scene) but not its own."""
+    by_source: dict[str, list[int]] = {}
+    for index, sample in enumerate(samples):
+        by_source.setdefault(sample.source, []).append(index)
+    rotated = list(samples)
+    for indices in by_source.values():
+        for here, there in zip(indices, indices[1:] + indices[:1]):
+            rotated[here] = replace(samples[here], image_paths=samples[there].image_paths)
+    return rotated
+
+
+def image_reliance(model, processor, answers: Sequence[Sample], *, batch_size: int = 64) -> dict[str, float]:
+    """The gold answers' loss with each question's own image and with another question's image
+    (`rotated_images`): a model that answers from the image loses more when they are swapped, a
+    model that answers from the question alone loses the same ("image gain" near 0)."""
+    collate = sample_collate(processor)
+    own = validation_loss(model, collate, answers, batch_size=batch_size)
+    swapped = validation_loss(model, collate, rotated_images(answers), batch_size=batch_size)
+    return {"own images": own, "swapped images": swapped, "image gain": swapped - own}
 
 
 def score(
