@@ -217,13 +217,15 @@ def test_question_intervals_and_the_verdict_against_chance(suite):
     }
 
 
-def test_chance_is_the_better_of_guessing_and_one_answer_to_every_question(suite):
+def test_chance_is_the_best_a_model_that_never_looks_can_count_on(suite):
     # Four-option questions whose gold letters are A, A, A, B: a random letter gets 25, always "A" 75.
     mcq = [dict(row, answer=letter) for row, letter in zip(suite["WorldRelationMCQ"], "AAAB")]
-    # Two "Yes" and two "No": a coin's accuracy-like F1 is near 50; always "Yes" has precision 1/2 and
-    # recall 1, F1 = 2/3 (the coin scores below it).
+    # Two "Yes" and two "No": a coin's F1 is near 50; always "Yes" has precision 1/2 and recall 1,
+    # F1 = 2/3 (the coin scores below it).
     pope = [dict(row, answer=answer) for row, answer in zip(suite["WorldPOPE"], ("Yes", "No", "Yes", "No"))]
-    levels = chance_scores({"WorldRelationMCQ": mcq, "WorldPOPE": pope, "WorldVQA": suite["WorldVQA"][:4]})
+    # Counts 3, 3, 0 (ten agreeing human answers each): always "3" is right on two of three.
+    counts = [dict(row, answer=str([n] * 10)) for row, n in zip(suite["WorldCountVQA"], ("3", "3", "0"))]
+    levels = chance_scores({"WorldRelationMCQ": mcq, "WorldPOPE": pope, "WorldCountVQA": counts})
     assert levels["WorldRelationMCQ"] == pytest.approx(75.0)
     assert levels["WorldPOPE"] == pytest.approx(200 / 3)
-    assert "WorldVQA" not in levels  # open answers have no chance level
+    assert levels["WorldCountVQA"] == pytest.approx(200 / 3)

@@ -169,7 +169,7 @@ def question_intervals(
 
 
 def above_chance(table: pd.DataFrame, chance: pd.Series, column: str) -> pd.DataFrame:
-    """Each benchmark's score in `column` against its chance level (0 for open-ended answers)."""
+    """Each benchmark's score in `column` against its chance level (0 where it has none)."""
     benchmarks = [key for key in table.index if key[1] != "average"]
     levels = chance.reindex(benchmarks).fillna(0.0)
     scores = table.loc[benchmarks, column]
@@ -239,16 +239,18 @@ def gold_text(answer) -> str:
 
 
 def chance_scores(benchmarks: Mapping[str, Sequence[Mapping]], draws: int = 200, seed: int = 0) -> dict[str, float]:
-    """{benchmark: the headline score (x100) a model that never looks at the image can count on},
-    for the benchmarks that have one: the better of random guessing (a uniformly drawn option
-    letter: the mean of 1/options; a fair coin per yes/no question, scored by the benchmark's own
-    metric, averaged over `draws` seeded draws) and one answer given to every question (always "A",
-    always "Yes"). The second matters: POPE's F1 gives always "Yes" 66.7 on a balanced set, above
-    the coin's 50. Open-ended benchmarks have none and are left out."""
+    """{benchmark: the headline score (x100) a model that never looks at the image can count on}:
+    the best of one answer given to every question (always "A", always "Yes", always the most
+    rewarding of the gold answers) and, where answers are closed, random guessing (a uniformly
+    drawn option letter: the mean of 1/options; a fair coin per yes/no question, scored by the
+    benchmark's own metric, averaged over `draws` seeded draws). One answer matters: POPE's F1
+    gives always "Yes" 66.7 on a balanced set, above the coin's 50, and an open-ended set whose
+    answers repeat rewards its commonest one."""
     rng = random.Random(seed)
     out = {}
     for name, rows in benchmarks.items():
         metric = benchmark_spec(name, rows).metric
+        guess = 0.0
         if metric == "choice" and all(row.get("choices") for row in rows):
             guess = 100 * sum(1 / len(row["choices"]) for row in rows) / len(rows)
             constants = sorted({letter for row in rows for letter in row["choices"]})
@@ -258,15 +260,26 @@ def chance_scores(benchmarks: Mapping[str, Sequence[Mapping]], draws: int = 200,
             ]
             guess, constants = sum(draws_scored) / len(draws_scored), ["Yes", "No"]
         else:
-            continue
+            constants = sorted({_first_answer(row["answer"]) for row in rows})
         blind = max(score_benchmark(name, rows, [answer] * len(rows))["score"] for answer in constants)
         out[name] = max(guess, blind)
     return out
 
 
+def _first_answer(answer) -> str:
+    """A row's answer as one string: the first of a list (VQA's ten human answers), possibly
+    written as a list literal in a TSV."""
+    if isinstance(answer, str) and answer.startswith("["):
+        try:
+            answer = ast.literal_eval(answer)
+        except (ValueError, SyntaxError):
+            return answer
+    return str(answer[0] if isinstance(answer, (list, tuple)) and answer else answer)
+
+
 def chance_column(table: pd.DataFrame, chance: Mapping[str, float]) -> pd.Series:
     """`chance` laid along `table`'s rows: each benchmark's chance level, and a group's average
-    where every benchmark of the group has one (NaN elsewhere, "Overall" included)."""
+    (and "Overall", over every benchmark) where each benchmark in it has one (NaN elsewhere)."""
     values = {}
     for group, name in table.index:
         if name != "average":
@@ -274,13 +287,13 @@ def chance_column(table: pd.DataFrame, chance: Mapping[str, float]) -> pd.Series
     members = pd.Series(values, dtype=float)
     for group, name in table.index:
         if name == "average":
-            inside = members[[key for key in members.index if key[0] == group]]
+            inside = members[[key for key in members.index if group == "Overall" or key[0] == group]]
             values[(group, name)] = inside.mean() if len(inside) and inside.notna().all() else float("nan")
     return pd.Series([values[key] for key in table.index], index=table.index, name=CHANCE)
 
 
 def for_display(frame: pd.DataFrame | pd.Series, digits: int = 1) -> pd.DataFrame:
-    """Rounded, with "–" where a value does not exist (a chance level of an open-ended benchmark)."""
+    """Rounded, with "–" where a value does not exist (a chance level a benchmark lacks)."""
     frame = frame.to_frame() if isinstance(frame, pd.Series) else frame
     return frame.round(digits).astype(object).where(frame.notna(), "–")
 
@@ -483,8 +496,8 @@ def findings(
                     )
                 )
         out["chance"] = (
-            "Random guessing (a fair coin for yes/no, a random option letter for multiple "
-            f"choice) would score {levels}; " + "; ".join(parts) + "."
+            "A model that never looks at the image (one answer to every question, or a coin for yes/no "
+            f"and a random letter for multiple choice) can count on {levels}; " + "; ".join(parts) + "."
         )
     said = {
         "yes/no": "answers to yes/no questions read as a yes or a no",
