@@ -120,8 +120,25 @@ def test_compose_from_saved_parts_loads_every_weight(tmp_path, tokenizer, geomet
     vision.save_pretrained(tmp_path / "vision")
     model = compose_vlm(tmp_path / "vision", tmp_path / "language", tokenizer)
     assert torch.equal(model.model.language_model.embed_tokens.weight, language.model.embed_tokens.weight)
-    first = next(iter(vision.state_dict()))
-    assert torch.equal(model.model.vision_tower.state_dict()[first], vision.state_dict()[first])
+    _assert_same_weights(model.model.vision_tower, vision)
+
+
+def test_compose_takes_the_vision_tower_of_a_whole_internvl_checkpoint(tmp_path, tokenizer, geometry):
+    # InternVL3-2B-hf's layout: the tower is read from inside the saved InternVLForConditionalGeneration.
+    from transformers import Qwen2ForCausalLM
+
+    from sail.model import text_config
+
+    whole = build_vlm(geometry, tokenizer)
+    whole.save_pretrained(tmp_path / "internvl")
+    Qwen2ForCausalLM(text_config(geometry, tokenizer)).save_pretrained(tmp_path / "language")
+    model = compose_vlm(tmp_path / "internvl", tmp_path / "language", tokenizer)
+    _assert_same_weights(model.model.vision_tower, whole.model.vision_tower)
+
+
+def _assert_same_weights(ours, theirs) -> None:
+    ours, theirs = ours.state_dict(), theirs.state_dict()
+    assert ours.keys() == theirs.keys() and all(torch.equal(ours[k], theirs[k]) for k in ours)
 
 
 def test_saved_model_generates_with_plain_transformers_in_a_fresh_process(

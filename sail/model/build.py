@@ -13,6 +13,7 @@ from pathlib import Path
 
 import torch
 from transformers import (
+    AutoConfig,
     AutoModelForCausalLM,
     InternVLConfig,
     InternVLForConditionalGeneration,
@@ -179,10 +180,11 @@ def compose_vlm(
 ) -> InternVLForConditionalGeneration:
     """Join a pretrained InternViT and a pretrained causal LM (both HF format, local paths).
 
-    The projector starts random, as in SAIL-VL's alignment stage. The LM's embeddings are resized
+    `vision_dir` holds the InternViT alone or a whole InternVL (`load_vision_tower`). The projector
+    starts random, as in SAIL-VL's alignment stage. The LM's embeddings are resized
     to the tokenizer when it gained the image tokens.
     """
-    vision = InternVLVisionModel.from_pretrained(vision_dir)
+    vision = load_vision_tower(vision_dir)
     language = AutoModelForCausalLM.from_pretrained(language_dir)
     if language.get_input_embeddings().num_embeddings < len(tokenizer):
         language.resize_token_embeddings(len(tokenizer))
@@ -195,6 +197,15 @@ def compose_vlm(
     if model.config.tie_word_embeddings:
         model.tie_weights()
     return model
+
+
+def load_vision_tower(directory: str | Path) -> InternVLVisionModel:
+    """The vision encoder of a vision-only checkpoint (`InternVLVisionModel`, e.g. an InternViT
+    converted by `sail.model.convert`), or of a whole InternVL in transformers' layout, taken as it
+    is: InternVL3-2B-hf is InternViT-300M-448px-V2.5 + Qwen2.5-1.5B, SAIL-VL-2B's geometry."""
+    if AutoConfig.from_pretrained(directory).model_type != "internvl":
+        return InternVLVisionModel.from_pretrained(directory)
+    return InternVLForConditionalGeneration.from_pretrained(directory).model.vision_tower
 
 
 def _require_complete(result, source: str | Path) -> None:
