@@ -428,3 +428,20 @@ def test_grounded_recaptions_keep_the_facts_and_lead_with_the_alt_text(records):
         if (c, record["objects"][0]["shape"]) not in {(o["colour"], o["shape"]) for o in record["objects"]}
     )
     assert alt_text_focus(f"{wrong} {record['objects'][0]['shape']} icon", record) is None
+
+
+def test_the_server_runs_on_the_gpu_when_one_is_visible(monkeypatch, tmp_path):
+    import subprocess
+
+    import torch
+
+    from sail.caption import serve
+
+    commands = []
+    monkeypatch.setattr(subprocess, "Popen", lambda command, **kwargs: commands.append(command))
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    serve.start_server(tmp_path, port=1)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    serve.start_server(tmp_path, port=1)
+    serve.start_server(tmp_path, port=1, device="cuda:1")
+    assert [command[command.index("--device") + 1] for command in commands] == ["cuda", "cpu", "cuda:1"]

@@ -45,6 +45,13 @@ def main(argv: list[str] | None = None) -> None:
     transformers_cli()
 
 
+def default_device() -> str:
+    """ "cuda" when torch sees a GPU, else "cpu"."""
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
 def free_port(host: str = "127.0.0.1") -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind((host, 0))
@@ -56,11 +63,15 @@ def start_server(
     *,
     host: str = "127.0.0.1",
     port: int | None = None,
+    device: str | None = None,
     log_path: str | os.PathLike | None = None,
     extra_args: tuple[str, ...] = (),
 ) -> tuple[subprocess.Popen, str]:
-    """Launch the server in a subprocess (its own process group); returns (process, base_url ending in /v1)."""
+    """Launch the server in a subprocess (its own process group); returns (process, base_url ending in /v1).
+
+    `device` is where the model runs: the first GPU when one is visible, else the CPU, unless given."""
     port = port or free_port(host)
+    device = device or default_device()
     log = open(log_path, "wb") if log_path else subprocess.DEVNULL  # noqa: SIM115 - the child owns it
     command = [
         sys.executable,
@@ -72,7 +83,7 @@ def start_server(
         "--port",
         str(port),
         "--device",
-        "cpu",
+        device,
         *extra_args,
     ]
     process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
