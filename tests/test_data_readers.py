@@ -20,6 +20,7 @@ from sail.data import (
     run_funnel,
     write_webdataset,
 )
+from sail.data.pipeline import read_items
 from sail.world import world_dataset
 
 
@@ -91,6 +92,12 @@ def test_webdataset_shards(tmp_path, world):
     assert len(shards) == 3
     again = list(read_webdataset(shards))
     assert [(i.id, i.text, i.image) for i in again] == [(i.id, i.text, i.image) for i in items]
+
+
+def test_read_items_takes_the_alt_text_from_a_named_field(tmp_path, world):
+    world.to_parquet(tmp_path / "part-0.parquet")
+    assert [i.text for i in read_items("hf", tmp_path, text_field="alt_text")] == world["alt_text"]
+    assert {i.text for i in read_items("hf", tmp_path)} == {""}  # the default column "text" is not there
 
 
 def test_image_folder_with_jsonl(tmp_path):

@@ -42,18 +42,27 @@ FORMATS = ("world", "hf", "webdataset", "folder")
 
 
 def read_items(
-    data_format: str, path: str | os.PathLike, *, source: str | None = None, allow_outside_root: bool = False
+    data_format: str,
+    path: str | os.PathLike,
+    *,
+    source: str | None = None,
+    text_field: str | None = None,
+    allow_outside_root: bool = False,
 ) -> Iterator[Item]:
     """Items from `path` in one of the real-data formats (`world` pools are image folders too).
 
-    `allow_outside_root` lets image paths in the data (hf, folder) lead outside its own folder;
-    shards carry their images inside, so it does not apply to webdataset."""
+    `text_field` names where the alt-text is when the data does not use the reader's default (an
+    hf column, a webdataset json field, a folder's jsonl field). `allow_outside_root` lets image
+    paths in the data (hf, folder) lead outside its own folder; shards carry their images inside,
+    so it does not apply to webdataset."""
     if data_format == "hf":
-        return read_hf(path, source=source, allow_outside_root=allow_outside_root)
+        text = {"text_column": text_field} if text_field else {}
+        return read_hf(path, source=source, allow_outside_root=allow_outside_root, **text)
+    text = {"text_field": text_field} if text_field else {}
     if data_format == "webdataset":
-        return read_webdataset(path, source=source or "webdataset")
+        return read_webdataset(path, source=source or "webdataset", **text)
     if data_format in ("folder", "world"):
-        return read_image_folder(path, source=source, allow_outside_root=allow_outside_root)
+        return read_image_folder(path, source=source, allow_outside_root=allow_outside_root, **text)
     raise ValueError(f"unknown data_format {data_format!r}; expected one of {', '.join(FORMATS)}")
 
 
