@@ -188,7 +188,10 @@ def test_world_tsv_is_read_and_scored_end_to_end_in_table1_layout(tiny_model_dir
 
 
 def test_the_pipeline_checkpoints_in_the_order_made_or_the_captioner_before_any(tmp_path):
-    assert pipeline_checkpoints(tmp_path) == [tmp_path / "captioner"]
+    assert pipeline_checkpoints(tmp_path) == [tmp_path / "captioner"]  # named, to be reported missing
+    (tmp_path / "sail-captioner").mkdir()
+    (tmp_path / "sail-captioner" / "config.json").write_text("{}")
+    assert pipeline_checkpoints(tmp_path) == [tmp_path / "sail-captioner"]  # notebook 02's, without 00's
     for name in ("sft-mixed", "pretrain-alignment", "sft-preference"):
         (tmp_path / name).mkdir()
         (tmp_path / name / "config.json").write_text("{}")

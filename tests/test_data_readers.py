@@ -39,7 +39,7 @@ def test_hf_saved_directory(tmp_path, world):
     assert [i.id for i in items] == world["id"]
     assert [i.text for i in items] == world["alt_text"]
     assert all(_same_pixels(i, row) for i, row in zip(items, world))
-    assert json.loads(items[0].extra["record"])["id"] == world[0]["id"]
+    assert items[0].extra["record"]["id"] == world[0]["id"]  # the JSON column is read back as a record
     datasets.DatasetDict({"train": world, "test": world.select(range(3))}).save_to_disk(tmp_path / "dict")
     assert len(list(read_hf(tmp_path / "dict", text_column="alt_text", split="test"))) == 3
     assert len(list(read_hf(tmp_path / "dict", text_column="alt_text"))) == 10  # "train" by default

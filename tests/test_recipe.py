@@ -44,6 +44,10 @@ def test_stage_takes_the_recipe_and_the_overrides(records, processor):
     assert stage.lr_scale == {MODULES["vision"]: 0.3} and stage.seed == 3 and stage.gradient_accumulation == 1
     small = recipes.stage("alignment", "small", data=data, collate=caption_collate(processor), processes=8)
     assert small.batch_size == 4 and small.gradient_accumulation == 16 and small.token_budget == 262_000_000
+    # A notebook's own step count wins over the recipe's budget (2,000 captioner samples on `small`).
+    sized = recipes.stage("captioner", "small", data=data, collate=caption_collate(processor), max_steps=3)
+    assert recipes.recipe("captioner", "small").samples == 2000 and sized.max_steps == 3
+    assert sized.token_budget is None
 
 
 def test_unknown_names_are_loud():

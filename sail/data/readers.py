@@ -91,6 +91,16 @@ def _image_cell(value: Any, base: Path, allow_outside_root: bool) -> tuple[bytes
     return None, None, "no_image"
 
 
+def _with_record(extra: dict) -> dict:
+    """`extra` with a world record stored as JSON text (a parquet or jsonl column) parsed back."""
+    if isinstance(extra.get("record"), str):
+        try:
+            extra["record"] = json.loads(extra["record"])
+        except ValueError:
+            pass
+    return extra
+
+
 def _rows_to_items(
     rows: Iterable[dict],
     image_column: str,
@@ -108,7 +118,7 @@ def _rows_to_items(
         if problem:
             yield unreadable(item_id, problem, f"{image_column}={str(row.get(image_column))[:200]!r}", item_source)
             continue
-        extra = {k: v for k, v in row.items() if k not in (image_column, text_column)}
+        extra = _with_record({k: v for k, v in row.items() if k not in (image_column, text_column)})
         yield Item(id=item_id, text=_text(row.get(text_column)), source=item_source, image=data, path=path, extra=extra)
 
 
@@ -297,12 +307,7 @@ def read_image_folder(
                     item_id, problem, f"{annotations} line {number + 1}: {file_field}={name!r}", item_source
                 )
                 continue
-            extra = {k: v for k, v in row.items() if k not in (file_field, text_field, id_field)}
-            if isinstance(extra.get("record"), str):
-                try:
-                    extra["record"] = json.loads(extra["record"])
-                except ValueError:
-                    pass
+            extra = _with_record({k: v for k, v in row.items() if k not in (file_field, text_field, id_field)})
             yield Item(id=item_id, text=_text(row.get(text_field)), source=item_source, path=path, extra=extra)
 
 

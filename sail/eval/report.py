@@ -135,9 +135,15 @@ PIPELINE_CHECKPOINTS = (
 
 def pipeline_checkpoints(artifacts: str | Path) -> list[Path]:
     """The checkpoints this pipeline made (each with its config.json), in the order it made them;
-    the tour's captioner when none exists yet (only notebook 00 has run)."""
-    folders = [Path(artifacts) / name for name in PIPELINE_CHECKPOINTS]
-    return [folder for folder in folders if (folder / "config.json").is_file()] or [Path(artifacts) / "captioner"]
+    before any, the captioners that exist (the tour's, notebook 02's distilled one), else the
+    tour's, whose absence the caller then reports."""
+    made = [Path(artifacts) / name for name in PIPELINE_CHECKPOINTS]
+    captioners = [Path(artifacts) / name for name in ("captioner", "sail-captioner")]
+    return (
+        [folder for folder in made if (folder / "config.json").is_file()]
+        or [folder for folder in captioners if (folder / "config.json").is_file()]
+        or captioners[:1]
+    )
 
 
 def question_scores(results: Mapping[str, Mapping], benchmarks: Mapping[str, Sequence[Mapping]]) -> np.ndarray:

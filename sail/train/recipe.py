@@ -158,8 +158,11 @@ def stage(
     """The `Stage` that runs one SAIL step of a profile on `data`.
 
     `overrides` replace recipe fields first (a notebook's sweep sets `max_steps` or `lr`), so a
-    changed setting is still checked (batch divisibility) and logged as the stage's own.
+    changed setting is still checked (batch divisibility) and logged as the stage's own. A notebook
+    that sets `max_steps` sizes the run itself: the recipe's sample or token budget then gives way.
     """
+    if "max_steps" in overrides:
+        overrides = {"samples": None, "token_budget": None, **overrides}
     settings = replace(recipe(step, profile), **overrides)
     return Stage(
         name=step,
