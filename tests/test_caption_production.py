@@ -121,6 +121,18 @@ def test_a_run_refuses_to_resume_over_another_plan(tmp_path, captioner_dir):
         claim_plan(tmp_path / "out", make_plan(items[:4], Settings(str(captioner_dir), shard_size=4)))
 
 
+def test_a_rank_removes_only_its_own_shards_half_written_files(tmp_path, captioner_dir):
+    items = _pool(tmp_path / "pool", 6)
+    shards = tmp_path / "out" / "shards"
+    shards.mkdir(parents=True)
+    ours, theirs = shards / ".shard-000002.jsonl.a1.tmp", shards / ".shard-000001.jsonl.b2.tmp"
+    ours.write_text("killed mid-write")
+    theirs.write_text("another rank is writing this now")
+    settings = Settings(str(captioner_dir), shard_size=2)  # shards 0, 1, 2: rank 0 of 2 owns 0 and 2
+    caption_pool(items, tmp_path / "out", settings, workers=0, rank=0, world_size=2, max_shards=0, show_progress=False)
+    assert not ours.exists() and theirs.read_text() == "another rank is writing this now"
+
+
 def test_bad_input_is_recorded_in_its_shard_and_the_run_goes_on(tmp_path, captioner_dir):
     items = _pool(tmp_path / "pool", 10, corrupt=1, no_alt_text=2)
     settings = Settings(str(captioner_dir), shard_size=4, batch_size=3, max_new_tokens=4, recaption_fraction=1.0)

@@ -263,9 +263,10 @@ def caption_pool(
     plan = make_plan(items, settings)
     claim_plan(out_dir, plan)
     (out_dir / SHARDS).mkdir(exist_ok=True)
-    for leftover in (out_dir / SHARDS).glob(".*.tmp"):  # a shard a killed worker was writing
-        leftover.unlink()
     mine = [k for k in range(plan["shards"]) if k % world_size == rank]
+    for k in mine:  # a shard of this rank a killed worker was writing; other ranks' may be in progress
+        for leftover in (out_dir / SHARDS).glob(f".{shard_path(out_dir, k).name}.*.tmp"):
+            leftover.unlink()
     missing = [k for k in mine if not shard_path(out_dir, k).exists()]
     todo = missing[:max_shards]
     identity = {"captioner": plan["captioner"], "captioner_version": plan["captioner_version"]}
