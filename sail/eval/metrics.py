@@ -22,6 +22,7 @@ from collections.abc import Iterable, Mapping, Sequence
 __all__ = [
     "anls",
     "extract_choice",
+    "gold_list",
     "hallusionbench_metrics",
     "normalize_answer",
     "ocrbench_score",
@@ -208,7 +209,7 @@ def normalize_answer(text) -> str:
 # --------------------------------------------------------------------------------------------
 
 
-def _gold_list(answers) -> list[str]:
+def gold_list(answers) -> list[str]:
     """The gold answers as VLMEvalKit's `process_line` sees them.
 
     A string that reads as a Python list literal (how VLMEvalKit's TSV files store several
@@ -241,7 +242,7 @@ def vqa_accuracy(prediction, answers) -> float:
     Quirk kept: with a single gold answer there are no "other" answers, so the score is always 0.
     """
     pred = normalize_answer(prediction)
-    golds = [normalize_answer(g) for g in _gold_list(answers)]
+    golds = [normalize_answer(g) for g in gold_list(answers)]
     total = 0.0
     for i in range(len(golds)):
         others_matching = sum(1 for j, g in enumerate(golds) if j != i and g == pred)
@@ -285,7 +286,7 @@ def anls(prediction, answers, threshold: float = 0.5) -> float:
     collapsing whitespace), so trailing spaces or newlines in a prediction shrink d.
     """
     pred = str(prediction)
-    best = min(_anls_distance(g, pred) for g in _gold_list(answers))
+    best = min(_anls_distance(g, pred) for g in gold_list(answers))
     score = 1.0 - best
     return 0.0 if score < threshold else score
 
@@ -319,7 +320,7 @@ def relaxed_accuracy(prediction, answers) -> float:
     anything Python's float() accepts counts as a number ("1e3", "inf", "1_000").
     """
     pred = str(prediction).strip()
-    return float(max(_relaxed_correct(g, pred) for g in _gold_list(answers)))
+    return float(max(_relaxed_correct(g, pred) for g in gold_list(answers)))
 
 
 # --------------------------------------------------------------------------------------------
@@ -341,7 +342,7 @@ def ocrbench_score(prediction, answers, category) -> float:
     matches every prediction.
     """
     pred = str(prediction)
-    for gold in _gold_list(answers):
+    for gold in gold_list(answers):
         if category == HME_CATEGORY:
             g = gold.strip().replace("\n", " ").replace(" ", "")
             p = pred.strip().replace("\n", " ").replace(" ", "")

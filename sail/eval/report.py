@@ -39,7 +39,7 @@ from sail.eval.benchmarks import (
     score_benchmark,
 )
 from sail.eval.generation import Generator, image_messages
-from sail.eval.metrics import extract_choice, yes_no
+from sail.eval.metrics import extract_choice, gold_list, yes_no
 from sail.eval.tsv import read_tsv
 from sail.eval.uncertainty import score_interval
 from sail.prose import listing, number, relation, versus
@@ -266,21 +266,10 @@ def chance_scores(benchmarks: Mapping[str, Sequence[Mapping]], draws: int = 200,
             ]
             guess, constants = sum(draws_scored) / len(draws_scored), ["Yes", "No"]
         else:
-            constants = sorted({_first_answer(row["answer"]) for row in rows})
+            constants = sorted({gold_list(row["answer"])[0] for row in rows})
         blind = max(score_benchmark(name, rows, [answer] * len(rows))["score"] for answer in constants)
         out[name] = max(guess, blind)
     return out
-
-
-def _first_answer(answer) -> str:
-    """A row's answer as one string: the first of a list (VQA's ten human answers), possibly
-    written as a list literal in a TSV."""
-    if isinstance(answer, str) and answer.startswith("["):
-        try:
-            answer = ast.literal_eval(answer)
-        except (ValueError, SyntaxError):
-            return answer
-    return str(answer[0] if isinstance(answer, (list, tuple)) and answer else answer)
 
 
 def chance_column(table: pd.DataFrame, chance: Mapping[str, float]) -> pd.Series:
