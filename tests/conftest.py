@@ -57,3 +57,26 @@ def world_pool(directory: Path, n: int) -> dict[str, dict]:
         )
     export_items(items, directory)
     return {item.id: item.extra["record"] for item in read_curated(directory)}
+
+
+def save_chatml_tokenizer(directory: Path, records) -> Path:
+    """A ChatML byte-level BPE without InternVL's image tokens, saved as transformers saves Qwen2.5's:
+    the tokenizer a real language checkpoint brings."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    from sail.foundations.language import world_text
+    from sail.model.tokenizer import END_OF_TEXT, TURN_END, TURN_START
+
+    backend = Tokenizer(models.BPE())
+    backend.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    backend.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=400,
+        special_tokens=[END_OF_TEXT, TURN_START, TURN_END],
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
+    backend.train_from_iterator(world_text(records, seed=0), trainer)
+    PreTrainedTokenizerFast(tokenizer_object=backend, eos_token=TURN_END).save_pretrained(directory)
+    return directory

@@ -8,6 +8,7 @@ import textwrap
 
 import pytest
 import torch
+from conftest import save_chatml_tokenizer
 
 from sail.model import (
     GEOMETRIES,
@@ -106,6 +107,37 @@ def test_tiny_model_trains_a_step(tokenizer, geometry, processor, records):
     loss = model(**batch).loss
     loss.backward()
     assert torch.isfinite(loss) and model.model.multi_modal_projector.linear_1.weight.grad is not None
+
+
+def test_a_real_llm_tokenizer_gains_the_image_tokens_and_keeps_their_names_when_saved(tmp_path, records):
+    from transformers import AutoTokenizer
+
+    from sail.model import load_language_tokenizer
+
+    plain = AutoTokenizer.from_pretrained(save_chatml_tokenizer(tmp_path / "qwen", records))
+    tokenizer = load_language_tokenizer(tmp_path / "qwen")
+    assert len(tokenizer) == len(plain) + 4  # <img>, </img>, <IMG_CONTEXT>, <video>
+    assert plain.convert_tokens_to_ids(IMAGE_CONTEXT) in (None, plain.unk_token_id)
+    tokenizer.save_pretrained(tmp_path / "saved")
+    for loaded in (tokenizer, AutoTokenizer.from_pretrained(tmp_path / "saved")):
+        for token in (IMAGE_START, IMAGE_END, IMAGE_CONTEXT):
+            ids = loaded.encode(f"a{token}b", add_special_tokens=False)
+            assert ids.count(loaded.convert_tokens_to_ids(token)) == 1
+        assert (loaded.start_image_token, loaded.end_image_token) == (IMAGE_START, IMAGE_END)
+        assert loaded.context_image_token_id == loaded.convert_tokens_to_ids(IMAGE_CONTEXT)
+
+
+def test_a_tokenizer_without_chatml_turns_is_refused(tmp_path, records):
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    from sail.model import load_language_tokenizer
+
+    backend = Tokenizer(models.BPE())
+    backend.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    PreTrainedTokenizerFast(tokenizer_object=backend, unk_token="<unk>").save_pretrained(tmp_path / "plain")
+    with pytest.raises(ValueError, match="has no ChatML token '<\\|im_start\\|>'"):
+        load_language_tokenizer(tmp_path / "plain")
 
 
 def test_compose_from_saved_parts_loads_every_weight(tmp_path, tokenizer, geometry):

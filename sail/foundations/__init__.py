@@ -27,7 +27,7 @@ from sail.foundations.language import (
 )
 from sail.foundations.vision import CellAttributeProbe, build_vision_probe, probe_collate, vision_report
 from sail.manifest import atomic_write_json
-from sail.model import Geometry, add_image_tokens, train_world_tokenizer
+from sail.model import Geometry, load_language_tokenizer, train_world_tokenizer
 from sail.train import Stage, train
 from sail.world import sample_records
 
@@ -362,16 +362,30 @@ def foundation_parts(
         if (warning := capped_warning(built)) is not None:
             warnings.warn(warning, stacklevel=2)
         return AutoTokenizer.from_pretrained(built.tokenizer_dir), built.vision_dir, built.language_dir, built.report
+    return (*start_parts(profile, "", vision_checkpoint, language_checkpoint), None)
+
+
+def start_parts(
+    profile: str, foundations_dir: str | Path, vision_checkpoint: str = "", language_checkpoint: str = ""
+) -> tuple[PreTrainedTokenizerBase, Path, Path]:
+    """Tokenizer, vision dir and language dir a VLM is composed from: on tiny, the foundations
+    notebook 00 built (reused, never rebuilt here); on small/full, pretrained checkpoints."""
+    if profile == "tiny":
+        built = load_foundations(foundations_dir)
+        if built is None:
+            raise FileNotFoundError(f"no tiny foundations in {foundations_dir}: run notebook 00 first")
+        return AutoTokenizer.from_pretrained(built.tokenizer_dir), built.vision_dir, built.language_dir
     if not (vision_checkpoint and language_checkpoint):
         raise ValueError(
             f"profile {profile!r} starts from pretrained checkpoints: set vision_checkpoint and language_checkpoint"
         )
-    tokenizer = add_image_tokens(AutoTokenizer.from_pretrained(language_checkpoint))
-    return tokenizer, Path(vision_checkpoint), Path(language_checkpoint), None
+    tokenizer = load_language_tokenizer(language_checkpoint)
+    return tokenizer, Path(vision_checkpoint), Path(language_checkpoint)
 
 
 __all__ = [
     "foundation_parts",
+    "start_parts",
     "FoundationBudget",
     "Foundations",
     "build_foundations",

@@ -21,8 +21,8 @@ from sail.model.chat import (
     generate_answers,
     generations,
 )
-from sail.model.processor import ImageOnlyInternVLProcessor, image_processor, make_processor
-from sail.model.tokenizer import CHAT_TEMPLATE, add_image_tokens, train_world_tokenizer
+from sail.model.processor import ImageOnlyInternVLProcessor, image_processor, make_processor, processor_for
+from sail.model.tokenizer import CHAT_TEMPLATE, load_language_tokenizer, train_world_tokenizer
 
 __all__ = [
     "CHAT_TEMPLATE",
@@ -32,7 +32,7 @@ __all__ = [
     "Geometry",
     "ImageOnlyInternVLProcessor",
     "TemplateMismatchError",
-    "add_image_tokens",
+    "load_language_tokenizer",
     "assistant_labels",
     "build_vlm",
     "compose_vlm",
@@ -44,6 +44,7 @@ __all__ = [
     "geometry_table",
     "image_processor",
     "make_processor",
+    "processor_for",
     "parameter_counts",
     "text_config",
     "train_world_tokenizer",

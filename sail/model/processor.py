@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from transformers import GotOcr2ImageProcessorPil, InternVLProcessor, PreTrainedTokenizerBase
+from transformers import GotOcr2ImageProcessorPil, InternVLProcessor, PreTrainedModel, PreTrainedTokenizerBase
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -50,3 +50,13 @@ def make_processor(
         image_seq_length=image_seq_length,
         chat_template=tokenizer.chat_template,
     )
+
+
+def processor_for(
+    model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, max_tiles: int = 1
+) -> ImageOnlyInternVLProcessor:
+    """The processor a composed VLM reads: tile size and image tokens per tile come from the
+    model's own config, so a real checkpoint's geometry is never taken from a profile's table."""
+    size = model.config.vision_config.image_size
+    tile = size[0] if isinstance(size, (list, tuple)) else size
+    return make_processor(tokenizer, tile, model.config.image_seq_length, max_tiles)

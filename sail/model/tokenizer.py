@@ -7,10 +7,11 @@ one vocabulary contract: `<img>`, `</img>`, `<IMG_CONTEXT>` and `<|im_start|>`/`
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterable
 
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-from transformers import PreTrainedTokenizerBase, PreTrainedTokenizerFast
+from transformers import AutoTokenizer, PreTrainedTokenizerBase, PreTrainedTokenizerFast
 
 IMAGE_START, IMAGE_END, IMAGE_CONTEXT, VIDEO = "<img>", "</img>", "<IMG_CONTEXT>", "<video>"
 TURN_START, TURN_END, END_OF_TEXT, PAD = "<|im_start|>", "<|im_end|>", "<|endoftext|>", "<pad>"
@@ -62,15 +63,17 @@ def train_world_tokenizer(corpus: Iterable[str], vocab_size: int = 1024) -> PreT
     return tokenizer
 
 
-def add_image_tokens(tokenizer: PreTrainedTokenizerBase) -> PreTrainedTokenizerBase:
-    """Give a real LLM tokenizer (e.g. Qwen2.5's) the InternVL image tokens and our chat template.
+def load_language_tokenizer(directory: str | os.PathLike) -> PreTrainedTokenizerBase:
+    """A real LLM's tokenizer (e.g. Qwen2.5's) with the InternVL image tokens and our chat template.
 
-    The caller must resize the LM's embeddings to `len(tokenizer)` afterwards.
+    The image tokens are named at load time, the way transformers takes a multimodal model's
+    named special tokens: absent ones join the vocabulary, and the names are saved with the
+    tokenizer. The caller must resize the LM's embeddings to `len(tokenizer)` afterwards.
     """
-    tokenizer.add_special_tokens({"extra_special_tokens": dict(IMAGE_TOKEN_ATTRIBUTES)})
+    tokenizer = AutoTokenizer.from_pretrained(directory, extra_special_tokens=dict(IMAGE_TOKEN_ATTRIBUTES))
     for token in (TURN_START, TURN_END):
         if tokenizer.convert_tokens_to_ids(token) in (None, tokenizer.unk_token_id):
-            raise ValueError(f"tokenizer has no ChatML token {token!r}: it is not a ChatML (Qwen-style) tokenizer")
+            raise ValueError(f"tokenizer in {directory} has no ChatML token {token!r}: not a ChatML (Qwen-style) one")
     if tokenizer.pad_token is None:
         tokenizer.pad_token = END_OF_TEXT
     tokenizer.chat_template = CHAT_TEMPLATE
