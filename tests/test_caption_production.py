@@ -16,6 +16,7 @@ import pytest
 import torch
 
 from sail.caption.production import (
+    DATASET,
     EMPTY,
     LENGTH_LIMIT,
     NO_ALT_TEXT,
@@ -181,6 +182,9 @@ def test_a_caption_cut_at_the_limit_or_empty_is_recorded_and_left_out(
     assert {row["caption"] for row in rows} == (
         {"redredred"} if status == LENGTH_LIMIT else {""}
     )  # a word token without its space
+    with pytest.raises(ValueError, match=rf"no caption of the 4 images is complete \({{'{status}': 4}}\)"):
+        merge(items, tmp_path / "out")  # an empty dataset is an error, not a pretraining source
+    assert not (tmp_path / "out" / DATASET).exists()
 
 
 def test_two_ranks_in_two_processes_merge_into_one_dataset(tmp_path, captioner_dir):

@@ -6,6 +6,8 @@ import json
 import random
 import re
 import shutil
+from dataclasses import replace
+from operator import attrgetter
 from pathlib import Path
 
 import pytest
@@ -19,6 +21,7 @@ from sail.data.mixture import (
     read_source,
     repeat,
     write_meta,
+    write_samples,
     write_source,
 )
 
@@ -210,6 +213,25 @@ def test_text_only_and_multi_image_rows_read_and_chat_with_their_images_in_place
     assert m.chat()[2] == {"role": "user", "content": "Sure?"}
     with pytest.raises(ValueError, match="sample 'm' has 2 images, not one"):
         m.image()
+
+
+def test_write_samples_gives_another_process_exactly_these_samples(tmp_path):
+    _images(tmp_path / "root" / "images", ["a.png", "b.png"])
+    rows = [
+        conversation_row("one", "images/a.png", [("Describe it.", "a red square")]),
+        conversation_row("two", ["images/a.png", "images/b.png"], [("Which is wider?", "Image-2"), ("Sure?", "Yes")]),
+        conversation_row("three", [], [("How many sides has a square?", "4")]),
+    ]
+    entry, _ = _source(tmp_path, rows)
+    chosen = read_source("captions", entry, tmp_path)[:2] + [
+        replace(sample, source="drills") for sample in read_source("captions", entry, tmp_path)[2:]
+    ]
+    meta = write_samples(chosen, tmp_path / "elsewhere" / "run")
+    shutil.move(tmp_path / "elsewhere", tmp_path / "moved")  # relative paths inside the folder survive a move
+    back = read_mixture(tmp_path / "moved" / "run" / meta.name, seed=0)
+    by_id = attrgetter("id")
+    assert sorted(back, key=by_id) == sorted(chosen, key=by_id)  # ids, sources, images and turns: no more, no less
+    assert json.loads((tmp_path / "moved" / "run" / meta.name).read_text())["drills"]["length"] == 1
 
 
 def test_read_source_refuses_an_image_outside_its_root(tmp_path):

@@ -17,6 +17,7 @@ from safetensors.torch import load_file
 
 from sail.data.mixture import conversation_row, write_meta, write_source
 from sail.model import build_vlm, make_processor
+from sail.train.launch import Launch, build_parser, launch_stage
 from sail.world import teacher_caption
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -88,3 +89,36 @@ def test_zero3_is_refused_before_anything_loads(job, tmp_path):
     command = [sys.executable, *_args(root, meta, tmp_path / "run", "--zero-config", zero3)]
     run = subprocess.run(command, capture_output=True, text=True, cwd=ROOT)
     assert run.returncode != 0 and "zero_to_fp32" in run.stderr
+
+
+def test_the_launch_command_is_torchrun_with_this_command_s_own_options():
+    command = Launch(2, "zero2.json", "bf16").command(
+        "advance", profile="small", checkpoint=Path("start"), meta=Path("m.json"), out=Path("run"), seed=3,
+        max_steps=4, global_batch=0, pack_length=256,
+    )  # fmt: skip
+    assert command == [
+        sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node=2",
+        "-m", "sail.train.launch", "advance", "--profile", "small", "--checkpoint", "start", "--meta", "m.json",
+        "--out", "run", "--seed", "3", "--mixed-precision", "bf16", "--zero-config", "zero2.json",
+        "--max-steps", "4", "--pack-length", "256",
+    ]  # fmt: skip
+    parsed = build_parser().parse_args(command[7:])  # every option is one the command declares
+    assert (parsed.step, parsed.max_steps, parsed.global_batch, parsed.pack_length) == ("advance", 4, 0, 256)
+
+
+def test_launch_stage_waits_for_the_run_and_returns_what_it_spent(job, tmp_path):
+    root, meta = job
+    spent = launch_stage(
+        Launch(1), "alignment", profile="tiny", checkpoint=root / "start", meta=meta, out=tmp_path / "run",
+        max_steps=2, global_batch=4, micro_batch=2,
+    )  # fmt: skip
+    assert (spent["steps"], spent["processes"], spent["backend"]) == (2, 1, "NO on cpu")
+    assert spent["tokens"] > 0 and (tmp_path / "run" / "model" / "model.safetensors").is_file()
+    assert "alignment: 2 steps" in (tmp_path / "run" / "launch.log").read_text()
+
+
+def test_a_failed_launch_stops_with_the_tail_of_its_log(job, tmp_path):
+    root, meta = job
+    with pytest.raises(RuntimeError, match=r"(?s)alignment on 1 processes exited with 1 .*no-such-start"):
+        launch_stage(Launch(1), "alignment", profile="tiny", checkpoint=tmp_path / "no-such-start", meta=meta,
+                     out=tmp_path / "run")  # fmt: skip

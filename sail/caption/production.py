@@ -345,6 +345,11 @@ def merge(items: Sequence[Item], out_dir: str | os.PathLike) -> dict:
     rows = read_shards(items, out_dir)
     by_id = {item.id: item for item in items}
     kept = [row for row in rows if row["status"] in KEPT]
+    if not kept:
+        raise ValueError(
+            f"no caption of the {len(rows)} images is complete ({dict(Counter(row['status'] for row in rows))}): "
+            "a captioner that never ends a caption within max_new_tokens needs training, or a larger limit"
+        )
     columns = ("caption", "task", "alt_text", "source", "captioner", "captioner_version", "id")
     features = datasets.Features({"image": datasets.Image(), **{name: datasets.Value("string") for name in columns}})
 

@@ -30,6 +30,7 @@ from sail.manifest import atomic_write_json, atomic_write_text, inside
 
 IMAGE_PLACEHOLDER = "<image>"
 ROLES = {"human": "user", "gpt": "assistant"}
+SPEAKERS = {role: speaker for speaker, role in ROLES.items()}
 
 
 @dataclass(frozen=True)
@@ -122,6 +123,25 @@ def write_meta(path: str | os.PathLike, sources: Mapping[str, Mapping]) -> Path:
         for name, entry in sources.items()
     }
     return atomic_write_json(path, entries)
+
+
+def write_samples(samples: Sequence[Sample], directory: str | os.PathLike) -> Path:
+    """`samples` as a mixture on disk (one jsonl per source, images where they are), so another
+    process, such as a launched training run, reads exactly these samples; returns its meta file."""
+    directory = Path(directory)
+    by_source: dict[str, list[dict]] = {}
+    for sample in samples:
+        row = {
+            "id": sample.id,
+            "image": [str(Path(path).resolve()) for path in sample.image_paths],
+            "conversations": [{"from": SPEAKERS[role], "value": text} for role, text in sample.messages],
+        }
+        by_source.setdefault(sample.source, []).append(row)
+    entries = {}
+    for source, rows in by_source.items():
+        annotation = directory / f"{source}.jsonl"
+        entries[source] = {"root": "/", "annotation": annotation, "length": write_source(rows, annotation)}
+    return write_meta(directory / "mixture.meta.json", entries)
 
 
 class MixtureError(ValueError):

@@ -16,12 +16,13 @@ from pathlib import Path
 import torch
 from transformers import AutoModelForImageTextToText, PreTrainedModel, ProcessorMixin
 
-from sail.data.mixture import Sample
+from sail.data.mixture import Sample, write_samples
 from sail.model import ImageOnlyInternVLProcessor
 from sail.pretrain.data import sample_collate
 from sail.pretrain.scores import evaluate, qa_accuracy
 from sail.train import recipe as recipes
 from sail.train import train, validation_loss
+from sail.train.launch import Launch, launch_stage
 
 
 @dataclass(frozen=True)
@@ -53,49 +54,79 @@ def run_point(
     evaluation: Evaluation,
     *,
     profile: str,
-    pack_length: int,
+    pack_length: int | None,
     runs_dir: str | Path,
     save_to: str | Path | None = None,
+    launch: Launch | None = None,
+    mixed_precision: str = "no",
+    **overrides,
 ) -> dict:
     """Train `run` from `start(seed)` and return its scores, budget and time (one flat row).
 
     The run's checkpoints are removed afterwards (a sweep keeps rows, not dozens of models);
-    `save_to` keeps this run's model in Hugging Face format for the next notebook.
+    `save_to` keeps this run's model in Hugging Face format for the next notebook. With `launch`,
+    the run trains in processes of its own (`launch_stage`) on exactly these samples, and its
+    model is read back; `overrides` (global_batch, micro_batch) reach the recipe either way, and
+    `mixed_precision` the run in this process (a launched run takes the launch's).
     """
     if run.size > len(samples):
         raise ValueError(f"run {run.name!r} asks for {run.size} samples; the mixture has {len(samples)}")
     model = start(run.seed)
-    collate = sample_collate(processor, pack_length)
-    stage = recipes.stage(
-        run.step,
-        profile,
-        data=list(samples[: run.size]),
-        collate=collate,
-        seed=run.seed,
-        max_steps=run.steps,
-    )
+    data = list(samples[: run.size])
     out = Path(runs_dir) / run.name
     shutil.rmtree(out, ignore_errors=True)
-    result = train(model, stage, out, progress=False)
+    if launch is None:
+        stage = recipes.stage(
+            run.step,
+            profile,
+            data=data,
+            collate=sample_collate(processor, pack_length),
+            seed=run.seed,
+            max_steps=run.steps,
+            **overrides,
+        )
+        result = train(model, stage, out, mixed_precision=mixed_precision, progress=False)
+        spent = {"steps": result.steps, "tokens": result.tokens, "seconds": result.seconds}
+        spent |= {"final_loss": result.history[-1]["loss"], "processes": 1}
+    else:
+        model.save_pretrained(out / "start")
+        processor.save_pretrained(out / "start")
+        meta = write_samples(data, out / "data")
+        spent = launch_stage(
+            launch,
+            run.step,
+            profile=profile,
+            checkpoint=out / "start",
+            meta=meta,
+            out=out,
+            seed=run.seed,
+            max_steps=run.steps,
+            pack_length=pack_length or 0,
+            **overrides,
+        )
+        model = AutoModelForImageTextToText.from_pretrained(out / "model")
+        shutil.rmtree(out / "start")
     shutil.rmtree(out / "checkpoints")
     scores = evaluate(model, processor, evaluation.caption_records, evaluation.ocr_records)
     ocr_loss = validation_loss(model, sample_collate(processor), evaluation.ocr_samples, batch_size=64)
     if save_to is not None:
         model.save_pretrained(save_to)
         processor.save_pretrained(save_to)
+    global_batch = overrides.get("global_batch") or recipes.recipe(run.step, profile).global_batch
     return {
         "run": run.name,
         "step": run.step,
         "mixture": run.mixture,
         "size": run.size,
-        "steps": result.steps,
-        "epochs": round(result.steps * stage.batch_size / run.size, 2),
+        "steps": spent["steps"],
+        "epochs": round(spent["steps"] * global_batch / run.size, 2),
         "seed": run.seed,
-        "tokens": result.tokens,
+        "tokens": spent["tokens"],
         **scores,
         "OCR answer loss": ocr_loss,
-        "train seconds": round(result.seconds, 1),
-        "final loss": result.history[-1]["loss"],
+        "train seconds": round(spent["seconds"], 1),
+        "final loss": spent["final_loss"],
+        "processes": spent["processes"],
     }
 
 
@@ -116,13 +147,15 @@ def sft_probe(
     *,
     profile: str,
     steps: int,
-    batch_size: int,
     pack_length: int | None,
     runs_dir: str | Path,
     seed: int,
+    mixed_precision: str = "no",
+    **overrides,
 ) -> list[dict]:
     """The same short SFT (every module trains) from each pretrained checkpoint: does the order
-    pretraining gave them survive? One row per checkpoint, with VQA accuracy before and after."""
+    pretraining gave them survive? One row per checkpoint, with VQA accuracy before and after.
+    `overrides` (global_batch, micro_batch) replace the SFT recipe's batch."""
     rows = []
     for label, path in checkpoints.items():
         model = AutoModelForImageTextToText.from_pretrained(path)
@@ -135,12 +168,11 @@ def sft_probe(
             collate=sample_collate(processor, pack_length),
             seed=seed,
             max_steps=steps,
-            global_batch=batch_size,
-            micro_batch=batch_size,
+            **overrides,
         )
         out = Path(runs_dir) / f"sft {label}"
         shutil.rmtree(out, ignore_errors=True)
-        result = train(model, stage, out, progress=False)
+        result = train(model, stage, out, mixed_precision=mixed_precision, progress=False)
         shutil.rmtree(out / "checkpoints")
         rows.append(
             {

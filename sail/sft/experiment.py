@@ -45,6 +45,7 @@ def fine_tune(
     pack_length: int | None = 256,
     save_to: str | Path | None = None,
     save_stages_to: str | Path | None = None,
+    mixed_precision: str = "no",
     **overrides,
 ):
     """Train `stages` ((SAIL step, samples), ...) in order from `start_dir`, one epoch each.
@@ -67,7 +68,7 @@ def fine_tune(
         )
         out = Path(runs_dir) / name / f"{index}-{step}"
         shutil.rmtree(out, ignore_errors=True)
-        result = train(model, stage, out, progress=False)
+        result = train(model, stage, out, mixed_precision=mixed_precision, progress=False)
         shutil.rmtree(out / "checkpoints")
         steps, tokens, seconds = steps + result.steps, tokens + result.tokens, seconds + result.seconds
         if save_stages_to is not None:

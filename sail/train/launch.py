@@ -7,8 +7,9 @@
 Every process reads the same start checkpoint (Hugging Face format) and InternVL meta file, builds
 the recipe's stage for the number of processes it was launched with (gradient accumulation fills
 the recipe's global batch), and trains through `sail.train.train`, which resumes from the newest
-checkpoint under `--out`. The first process then saves the model to `<out>/model`. Notebooks train
-in their own kernel, in one process; this is the multi-process path beside them.
+checkpoint under `--out`. The first process then saves the model to `<out>/model` and what the
+run spent to `<out>/result.json`. A notebook never runs DDP inside its kernel: with `processes` set,
+it starts this command through `launch_stage` and reads the model back.
 """
 
 from __future__ import annotations
@@ -16,10 +17,63 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import subprocess
+import sys
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
+from sail.manifest import atomic_write_json
 from sail.train import recipe as recipes
+
+RESULT = "result.json"
+LOG = "launch.log"
+_DISTRIBUTED_ENV = ("RANK", "LOCAL_RANK", "WORLD_SIZE", "LOCAL_WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT")
+
+
+@dataclass(frozen=True)
+class Launch:
+    """How a notebook trains a stage outside its kernel: `processes` ranks on this node under
+    torchrun, with a DeepSpeed config (`zero_config`, "" for none) and mixed precision."""
+
+    processes: int
+    zero_config: str = ""
+    mixed_precision: str = "no"
+
+    def command(
+        self, step: str, *, profile: str, checkpoint: Path, meta: Path, out: Path, seed: int = 0, **sizes: int
+    ) -> list[str]:
+        """The torchrun command line; `sizes` are this command's --max-steps, --global-batch, ... (0: unset)."""
+        command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={self.processes}"]
+        command += ["-m", "sail.train.launch", step, "--profile", profile, "--checkpoint", str(checkpoint)]
+        command += ["--meta", str(meta), "--out", str(out), "--seed", str(seed)]
+        command += ["--mixed-precision", self.mixed_precision]
+        if self.zero_config:
+            command += ["--zero-config", self.zero_config]
+        for name, value in sizes.items():
+            if value:
+                command += [f"--{name.replace('_', '-')}", str(value)]
+        return command
+
+
+def launch_stage(
+    launch: Launch, step: str, *, profile: str, checkpoint: Path, meta: Path, out: Path, seed: int = 0, **sizes: int
+) -> dict:
+    """Train `step` as `launch.processes` processes and wait for them; returns `<out>/result.json`.
+
+    Their output goes to `<out>/launch.log`; a failed run raises with the log's tail, so a
+    notebook stops on the launched error rather than on a missing model.
+    """
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    command = launch.command(step, profile=profile, checkpoint=checkpoint, meta=meta, out=out, seed=seed, **sizes)
+    env = {name: value for name, value in os.environ.items() if name not in _DISTRIBUTED_ENV}
+    with open(out / LOG, "w") as log:
+        code = subprocess.run(command, stdout=log, stderr=subprocess.STDOUT, env=env).returncode
+    if code:
+        tail = (out / LOG).read_text()[-3000:]
+        raise RuntimeError(f"{step} on {launch.processes} processes exited with {code} ({out / LOG}):\n{tail}")
+    return json.loads((out / RESULT).read_text())
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -64,12 +118,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     processor = ImageOnlyInternVLProcessor.from_pretrained(args.checkpoint)
     given = {"max_steps": args.max_steps, "global_batch": args.global_batch, "micro_batch": args.micro_batch}
     sized = {name: value for name, value in given.items() if value}
+    stage_processes = int(os.environ.get("WORLD_SIZE", "1"))
     stage = recipes.stage(
         args.step,
         args.profile,
         data=read_mixture(args.meta, args.seed),
         collate=sample_collate(processor, args.pack_length or None),
-        processes=int(os.environ.get("WORLD_SIZE", "1")),
+        processes=stage_processes,
         seed=args.seed,
         **sized,
     )
@@ -86,6 +141,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if int(os.environ.get("RANK", "0")) == 0:
         model.save_pretrained(args.out / "model")
         processor.save_pretrained(args.out / "model")
+        spent = {"steps": result.steps, "tokens": result.tokens, "seconds": round(result.seconds, 1)}
+        spent |= {"final_loss": result.history[-1]["loss"], "backend": result.backend, "processes": stage_processes}
+        atomic_write_json(args.out / RESULT, spent)
         print(
             f"{args.step}: {result.steps} steps, {result.tokens:,} tokens on {result.backend}; "
             f"model in {args.out / 'model'}"

@@ -145,6 +145,11 @@ def recipe(step: str, profile: str) -> StageRecipe:
     return RECIPES[profile][step]
 
 
+def batch_overrides(global_batch: int = 0, micro_batch: int = 0) -> dict[str, int]:
+    """A notebook's batch parameters as `stage` overrides; 0 keeps the recipe's value."""
+    return {name: value for name, value in (("global_batch", global_batch), ("micro_batch", micro_batch)) if value}
+
+
 def stage(
     step: str,
     profile: str,
