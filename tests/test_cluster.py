@@ -168,18 +168,16 @@ def test_train_node_runs_a_notebook_with_parameters_it_declares(tmp_path):
             assert parameter in runner.declared_parameters(notebooks[0])
 
 
-def test_no_notebook_declares_a_process_or_deepspeed_parameter_yet():
-    """train_node.sbatch says so in its comments; when a notebook gains one, the example must pass it."""
-    declared = {name for nb in NOTEBOOKS.glob(runner.NUMBERED) for name in runner.declared_parameters(nb)}
-    profiles = {
-        name
-        for path in PROFILES.glob("*.yaml")
-        for section in runner.load_profile(PROFILES, path.stem).values()
-        for name in section
-    }
-    pattern = re.compile(r"deepspeed|zero|processes|num_proc|mixed_precision|gpus", re.I)
-    found = sorted(name for name in declared | profiles if pattern.search(name))
-    assert not found, f"{found}: pass it in train_node.sbatch and correct its comment on processes and DeepSpeed"
+@pytest.mark.parametrize("profile", ["small", "full"])
+def test_the_stage_notebooks_launch_8_processes_under_zero2_in_bf16_on_the_cluster_profiles(profile):
+    """train_node.sbatch holds 8 GPUs and relies on the profile for processes and DeepSpeed."""
+    sections = runner.load_profile(PROFILES, profile)
+    for notebook in ("04_pretrain_alignment", "05_pretrain_advance"):
+        section = sections[notebook]
+        assert (section["processes"], section["mixed_precision"]) == (8, "bf16"), notebook
+        config = json.loads((NOTEBOOKS / section["zero_config"]).read_text())  # notebooks run in notebooks/
+        assert config["zero_optimization"]["stage"] == 2, notebook
+    assert "#SBATCH --gpus-per-node=8" in (ROOT / "configs" / "slurm" / "train_node.sbatch").read_text()
 
 
 @pytest.mark.parametrize("nodes", [2, 4])
