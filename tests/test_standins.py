@@ -4,25 +4,19 @@ A tiny InternVL saved by transformers (the layout of OpenGVLab/InternVL3-2B-hf),
 InternViT (`InternVLVisionModel`) and a tiny Qwen2 with its tokenizer saved apart, world data
 written as parquet and as webdataset shards, and VLMEvalKit TSVs stand in for what a cluster user
 points the `small` profile at. The profile file is the only thing edited: a copy of
-`configs/profiles/small.yaml` with its paths replaced and its sizes shrunk. The pipeline then
-runs headless on `small`, 04's stage run as two processes under torchrun.
-
-Notebook 03 is the one left out: a stand-in captioner (random weights, a few steps) never ends a
-caption, so production keeps none. Its engine's real path is tested in test_caption_production;
-here a SAIL-Caption-mini stand-in (teacher captions of the curated pool, the dataset's columns)
-takes its place, named in the profile as `captions_dir`.
+`configs/profiles/small.yaml` with its paths replaced and its sizes shrunk. The whole pipeline,
+00 to 08, then runs headless on `small`, 04's stage run as two processes under torchrun.
 """
 
 from __future__ import annotations
 
 import json
-import random
 
-import datasets
 import pytest
 import torch
 import yaml
 from conftest import save_chatml_tokenizer
+from datasets import load_from_disk
 from notebook_runner import ROOT, sail_run
 from safetensors.torch import load_file
 from transformers import AutoTokenizer, Qwen2ForCausalLM
@@ -33,7 +27,7 @@ from sail.eval import read_tsv, write_tsv
 from sail.eval.benchmarks import WORLD_BENCHMARKS, build_benchmark
 from sail.model import build_vlm, make_processor
 from sail.model.build import text_config
-from sail.world import teacher_caption, world_dataset
+from sail.world import world_dataset
 
 
 @pytest.fixture(scope="module")
@@ -42,6 +36,11 @@ def standins(tmp_path_factory, tokenizer, geometry, records):
     internvl = root / "InternVL3-2B-hf"
     torch.manual_seed(0)
     vlm = build_vlm(geometry, tokenizer)
+    # Random weights never end a caption, and production keeps only complete ones. A trained
+    # captioner does end them: this one writes "red" and stops (its generation config travels
+    # with the model through notebook 02's fine-tuning into 03).
+    red, eos = tokenizer.encode("red", add_special_tokens=False)[0], tokenizer.eos_token_id
+    vlm.generation_config.sequence_bias = [[[red], 30.0], [[red, eos], 60.0]]
     vlm.save_pretrained(internvl)
     make_processor(tokenizer, geometry.tile_size, geometry.image_seq_length).save_pretrained(internvl)
     vlm.model.vision_tower.save_pretrained(root / "InternViT-300M-448px-V2_5-hf")
@@ -80,8 +79,10 @@ def small_shaped_profile(standins, configs):
         human_eval_images=2,
         max_new_tokens=12,
     )
+    profile["03_production"].update(
+        backend="hf", workers=0, shard_size=64, batch_size=16, max_new_tokens=12, quality_images=8
+    )
     profile["04_pretrain_alignment"].update(
-        captions_dir=str(standins / "sail-caption-mini"),
         sizes=[8, 16, 32], control_size=8, table2_size=16, sft_steps=1, pack_length=512,
         eval_caption_images=4, eval_ocr_images=4, mixed_precision="no", processes=2, zero_config="", **batches,
     )  # fmt: skip
@@ -105,23 +106,12 @@ def small_shaped_profile(standins, configs):
     return profile
 
 
-def caption_dataset_standin(pool_dir, out_dir):
-    """SAIL-Caption-mini's columns over the curated pool, with the world teacher's captions."""
-    items = read_curated(pool_dir)
-    captions = [teacher_caption(item.extra["record"], random.Random(item.id)) for item in items]
-    datasets.Dataset.from_dict({"id": [item.id for item in items], "caption": captions}).save_to_disk(str(out_dir))
-
-
 def test_small_profile_runs_the_pipeline_on_real_layout_checkpoints_data_and_benchmarks(standins, tmp_path):
     configs, out = tmp_path / "configs", tmp_path / "out"
     profile = small_shaped_profile(standins, configs)
-    where = ("--profile", "small", "--configs-dir", str(configs), "--output-dir", str(out))
-    run = sail_run("00", "01", "02", *where)
+    run = sail_run("--profile", "small", "--configs-dir", str(configs), "--output-dir", str(out))
     assert run.returncode == 0, run.stderr[-3000:]
     artifacts = out / "small" / "artifacts"
-    caption_dataset_standin(artifacts / "curation" / "pool", standins / "sail-caption-mini")
-    run = sail_run("04", "05", "06", "07", "08", *where)
-    assert run.returncode == 0, run.stderr[-3000:]
 
     pool = read_curated(artifacts / "curation" / "pool")
     assert 100 <= len(pool) <= 160 and all(isinstance(item.extra["record"], dict) for item in pool)
@@ -131,6 +121,10 @@ def test_small_profile_runs_the_pipeline_on_real_layout_checkpoints_data_and_ben
     assert captioner["parameters"]["base_checkpoint"] == profile["02_captioner"]["base_checkpoint"]
     assert captioner["training"]["steps"] == 3
     assert (artifacts / "sail-captioner" / "model.safetensors").is_file()
+
+    production = json.loads((artifacts / "03_production.json").read_text())
+    assert production["merge"]["captions"] == production["merge"]["images"] == len(pool)
+    assert set(load_from_disk(production["dataset_dir"])["caption"]) == {"red"}  # 02's captioner wrote them
 
     # 04 composed its model from the stand-in InternViT and Qwen2: alignment trains the projector
     # alone, so the saved stage model holds their weights unchanged (the embeddings gained rows for
