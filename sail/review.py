@@ -85,19 +85,19 @@ def _number(value: Any) -> str:
 
 
 def write_index(out_dir: Path, profile: str, entries: Mapping[str, Mapping[str, Any]]) -> Path:
-    """`index.html`: each notebook's render, status, time and headline numbers (from the
-    `headline` of its results JSON), in run order."""
+    """`index.html`: each notebook's render, status, time, peak memory (all its processes together)
+    and headline numbers (from the `headline` of its results JSON), in run order."""
     rows = []
     for stem, entry in entries.items():
         results = out_dir / "results" / f"{stem}.json"
         headline = json.loads(results.read_text()).get("headline", {}) if results.is_file() else {}
         numbers = "<br>".join(f"{html.escape(name)}: {_number(value)}" for name, value in headline.items())
         link = f'<a href="{html.escape(stem)}.html">{html.escape(stem)}</a>'
-        seconds = entry.get("duration_s")
+        seconds, memory = entry.get("duration_s"), entry.get("peak_memory_mb")
         status = html.escape(entry["status"] + (f": {entry['error']}" if entry.get("error") else ""))
         rows.append(
             f"<tr><td>{link}</td><td>{status}</td><td>{'' if seconds is None else f'{seconds:.0f} s'}</td>"
-            f"<td>{numbers}</td></tr>"
+            f"<td>{'' if memory is None else f'{memory:,} MB'}</td><td>{numbers}</td></tr>"
         )
     page = f"""<!doctype html>
 <html><head><meta charset="utf-8"><title>sail: {html.escape(profile)} run</title>
@@ -106,7 +106,7 @@ td,th{{border:1px solid #ccc;padding:.4em .8em;vertical-align:top;text-align:lef
 <body><h1>sail · the {html.escape(profile)} profile's run</h1>
 <p>Each notebook as executed by <code>sail run</code>; <code>manifest.json</code> records the commit,
 parameters and packages. Results: <code>results/</code>; data cards: <code>data_cards/</code>.</p>
-<table><tr><th>notebook</th><th>status</th><th>time</th><th>headline numbers</th></tr>
+<table><tr><th>notebook</th><th>status</th><th>time</th><th>peak memory</th><th>headline numbers</th></tr>
 {chr(10).join(rows)}
 </table></body></html>
 """

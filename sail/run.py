@@ -31,6 +31,7 @@ import os
 import re
 import shutil
 import sys
+import threading
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -217,6 +218,39 @@ def _last_started_cell(nb: nbformat.NotebookNode | None) -> str:
     return _cell(*started[-1]) if started else "before the first cell"
 
 
+class PeakMemory:
+    """The most resident memory this process and all its descendants (the kernel, and whatever it
+    starts: caption workers, launched training) held together, sampled while the block runs."""
+
+    def __init__(self, interval: float = 0.1):
+        self.interval, self.peak_bytes = interval, 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._watch, daemon=True)
+
+    def __enter__(self) -> "PeakMemory":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_exc) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def _watch(self) -> None:
+        import psutil
+
+        me = psutil.Process()
+        while True:
+            total = 0
+            for process in (me, *me.children(recursive=True)):
+                try:
+                    total += process.memory_info().rss
+                except (psutil.NoSuchProcess, psutil.AccessDenied):  # ended between listing and reading
+                    pass
+            self.peak_bytes = max(self.peak_bytes, total)
+            if self._stop.wait(self.interval):
+                return
+
+
 def execute(
     notebook: Path, output: Path, parameters: dict[str, Any], kernel: str, log_output: bool, timeout: int | None
 ) -> dict[str, Any]:
@@ -227,26 +261,27 @@ def execute(
     from papermill.exceptions import PapermillExecutionError
 
     error = None
-    try:
-        papermill.execute_notebook(
-            str(notebook),
-            str(output),
-            parameters=parameters,
-            kernel_name=kernel,
-            language="python",  # so notebooks saved without kernel metadata still run
-            cwd=str(notebook.parent),
-            log_output=log_output,
-            progress_bar=not log_output,
-            execution_timeout=timeout,
-        )
-    except PapermillExecutionError as e:
-        error = f"{_cell(e.cell_index, e.exec_count)}: {e.ename}: {' '.join(str(e.evalue).split())}"
-    except DeadKernelError:
-        error = f"{_last_started_cell(_executed(output))}: the kernel died (out of memory?)"
-    except CellTimeoutError:
-        error = f"{_last_started_cell(_executed(output))}: still running after {timeout} s (--timeout)"
-    except NoSuchKernel:
-        error = f"no Jupyter kernel named {kernel!r}; `jupyter kernelspec list` shows the installed ones"
+    with PeakMemory() as memory:
+        try:
+            papermill.execute_notebook(
+                str(notebook),
+                str(output),
+                parameters=parameters,
+                kernel_name=kernel,
+                language="python",  # so notebooks saved without kernel metadata still run
+                cwd=str(notebook.parent),
+                log_output=log_output,
+                progress_bar=not log_output,
+                execution_timeout=timeout,
+            )
+        except PapermillExecutionError as e:
+            error = f"{_cell(e.cell_index, e.exec_count)}: {e.ename}: {' '.join(str(e.evalue).split())}"
+        except DeadKernelError:
+            error = f"{_last_started_cell(_executed(output))}: the kernel died (out of memory?)"
+        except CellTimeoutError:
+            error = f"{_last_started_cell(_executed(output))}: still running after {timeout} s (--timeout)"
+        except NoSuchKernel:
+            error = f"no Jupyter kernel named {kernel!r}; `jupyter kernelspec list` shows the installed ones"
     nb = _executed(output)
     timing = nb.metadata.get("papermill", {}) if nb else {}
     return {
@@ -258,6 +293,7 @@ def execute(
         "duration_s": timing.get("duration"),
         "start_time": timing.get("start_time"),
         "end_time": timing.get("end_time"),
+        "peak_memory_mb": round(memory.peak_bytes / 2**20),
     }
 
 

@@ -121,6 +121,18 @@ def test_success_writes_notebook_and_manifest(project, capsys):
 
 
 @pytest.mark.notebook
+def test_the_manifest_records_the_peak_memory_of_each_notebook_s_processes(project):
+    write_notebook(project["notebooks"] / "03_big.ipynb", 'profile = "tiny"', "import time\n"
+                   "block = bytearray(b'x') * (400 * 2**20)  # written, so resident\ntime.sleep(1)")  # fmt: skip
+    write_notebook(project["notebooks"] / "04_small.ipynb", 'profile = "tiny"', "import time\ntime.sleep(1)")
+    assert sail(project, "03", "04") == 0
+    entries = json.loads((project["outputs"] / "tiny" / "manifest.json").read_text())["notebooks"]
+    big, small = entries["03_big"]["peak_memory_mb"], entries["04_small"]["peak_memory_mb"]
+    assert big - small >= 380 and small > 0
+    assert f"<td>{big:,} MB</td>" in (project["outputs"] / "tiny" / "index.html").read_text()
+
+
+@pytest.mark.notebook
 def test_failure_stops_the_run_and_names_notebook_cell_and_error(project, capsys):
     assert sail(project) == 1
 
