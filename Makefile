@@ -11,7 +11,7 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export HF_DATASETS_OFFLINE := 1
 
-.PHONY: .venv pipeline test lab
+.PHONY: .venv pipeline test bench lab
 
 .venv: $(STAMP)
 
@@ -34,6 +34,11 @@ test: .venv
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/python -m pytest
+
+# Every bench/ script at a quick size, after `make pipeline` (they read its outputs): one
+# outputs/tiny/bench.json with each script's ratios and whole result.
+bench: .venv
+	$(VENV)/bin/python bench/run_all.py --profile tiny
 
 lab: .venv
 	cd notebooks && ../$(VENV)/bin/jupyter lab

@@ -4,14 +4,16 @@ What a stage trains decides what a step costs: alignment (projector only) skips 
 backward passes, advance adds the vision tower, SFT trains everything. The ratios, not the
 seconds, carry over to other machines.
 
-    .venv/bin/python bench/train_step.py [--steps 20] [--batch 32] [--profile tiny]
+    .venv/bin/python bench/train_step.py [--steps 20] [--batch 32] [--profile tiny] [--out FILE.json]
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import statistics
 import tempfile
+from pathlib import Path
 
 import torch
 
@@ -33,6 +35,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--batch", type=int, default=32)
     parser.add_argument("--profile", default="tiny", choices=["tiny"])
+    parser.add_argument("--out", type=Path, default=None, help="also write the rows as JSON")
     args = parser.parse_args()
 
     geometry = GEOMETRIES[args.profile]
@@ -62,6 +65,13 @@ def main() -> None:
     print(f"{'stage':<32}{'median step s':>14}{'vs sft':>8}{'tokens/s':>10}")
     for name, step, rate in rows:
         print(f"{name:<32}{step:>14.3f}{step / base:>8.2f}{rate:>10.0f}")
+    if args.out is not None:
+        table = [
+            {"stage": name, "median_step_seconds": round(step, 4), "ratio_to_sft": round(step / base, 3),
+             "tokens_per_second": round(rate)}
+            for name, step, rate in rows
+        ]  # fmt: skip
+        args.out.write_text(json.dumps({"rows": table, "threads": torch.get_num_threads()}, indent=1) + "\n")
 
 
 if __name__ == "__main__":
