@@ -5,8 +5,10 @@ from __future__ import annotations
 import json
 
 import pytest
+from huggingface_hub import ModelCard
 from notebook_runner import sail_run
 
+from sail.claims import claims, read_results
 from sail.eval.report import PIPELINE_CHECKPOINTS
 
 pytestmark = pytest.mark.notebook
@@ -221,6 +223,18 @@ def test_curation_then_captioner(tmp_path):
     assert set(reliance) == set(evaluation["checkpoints"])
     for row in reliance.values():
         assert row["own images"] > 0 and row["image gain"] == pytest.approx(row["swapped images"] - row["own images"])
+
+    # The paper in miniature: every claim judged from these results, and the final model's card.
+    run = sail_run("09_paper", *common)
+    assert run.returncode == 0, run.stderr[-3000:]
+    report = json.loads((artifacts.parent / "claims.json").read_text())
+    assert [row["id"] for row in report["claims"]] == [row["id"] for row in claims(read_results(artifacts))]
+    assert {row["verdict"] for row in report["claims"]} <= {"agrees", "disagrees", "within noise"}
+    card = ModelCard.load(artifacts / "sft-preference" / "README.md")
+    final = evaluation["table1"]["sft-preference"]
+    assert {r.dataset_type.removeprefix("sail-world/"): r.metric_value for r in card.data.eval_results} == {
+        column.split(" / ")[1]: round(score, 2) for column, score in final.items() if not column.endswith("average")
+    }
 
 
 def test_curation_reads_a_crafted_shard_safely_and_its_card_counts_the_drops(tmp_path):

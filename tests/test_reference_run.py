@@ -111,3 +111,21 @@ def test_the_reference_run_s_sft_kept_its_own_checks():
     evaluation = _results("08_evaluation")
     assert list(evaluation["checkpoints"]) == list(PIPELINE_CHECKPOINTS)
     assert set(evaluation["image_reliance"]) == set(PIPELINE_CHECKPOINTS)
+
+
+def test_the_reference_run_s_claims_are_what_its_results_say_and_fit_the_memory_budget():
+    """claims.json is `sail.claims` applied to the committed results (a verdict edited by hand, or a
+    claim whose inputs changed without a rerun, fails here), the final model's card carries 08's row,
+    and no notebook's processes held more than the 4 GB the tiny pipeline is allowed."""
+    from huggingface_hub import ModelCard
+
+    from sail.claims import claims, read_results
+
+    assert json.loads((RUN / "claims.json").read_text())["claims"] == claims(read_results(RUN / "results"))
+    card = ModelCard.load(RUN / "results" / "sft-preference.md")
+    final = _results("08_evaluation")["table1"]["sft-preference"]
+    assert {r.dataset_type.removeprefix("sail-world/"): r.metric_value for r in card.data.eval_results} == {
+        column.split(" / ")[1]: round(score, 2) for column, score in final.items() if not column.endswith("average")
+    }
+    peaks = {stem: entry["peak_memory_mb"] for stem, entry in MANIFEST["notebooks"].items()}
+    assert 0 < max(peaks.values()) <= 4096, peaks
