@@ -129,3 +129,10 @@ def test_the_reference_run_s_claims_are_what_its_results_say_and_fit_the_memory_
     }
     peaks = {stem: entry["peak_memory_mb"] for stem, entry in MANIFEST["notebooks"].items()}
     assert 0 < max(peaks.values()) <= 4096, peaks
+
+
+def test_the_readme_s_claims_table_is_the_reference_run_s():
+    readme = (REPO / "README.md").read_text()
+    for row in json.loads((RUN / "claims.json").read_text())["claims"]:
+        line = next((line for line in readme.splitlines() if line.startswith(f"| {row['id']} | ")), "")
+        assert line.endswith(f"| {row['ours']} | **{row['verdict']}** |"), f"README's {row['id']} row: regenerate it"
