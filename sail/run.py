@@ -222,7 +222,7 @@ class PeakMemory:
     """The most resident memory this process and all its descendants (the kernel, and whatever it
     starts: caption workers, launched training) held together, sampled while the block runs."""
 
-    def __init__(self, interval: float = 0.1):
+    def __init__(self, interval: float = 0.25):
         self.interval, self.peak_bytes = interval, 0
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._watch, daemon=True)
