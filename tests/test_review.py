@@ -105,19 +105,19 @@ def test_progress_is_plain_lines_only_when_headless(monkeypatch):
     assert not isinstance(progress(10, desc="x"), LineProgress)
 
 
-def test_index_links_each_render_with_status_time_and_headline(tmp_path):
+def test_index_links_each_render_with_status_time_memory_and_headline(tmp_path):
     (tmp_path / "results").mkdir()
     (tmp_path / "results" / "00_tour.json").write_text(json.dumps({"headline": {"first captioner pair F1": 0.7697}}))
     entries = {
-        "00_tour": {"status": "ok", "duration_s": 201.4, "error": None},
+        "00_tour": {"status": "ok", "duration_s": 201.4, "error": None, "peak_memory_mb": 1234},
         "02_captioner": {"status": "failed", "duration_s": 3.0, "error": "cell 4 (In [3]): ValueError: <bad>"},
     }
     page = review.write_index(tmp_path, "tiny", entries).read_text()
     assert (
-        '<a href="00_tour.html">00_tour</a></td><td>ok</td><td>201 s</td><td>first captioner pair F1: 0.770</td>'
-        in page
+        '<a href="00_tour.html">00_tour</a></td><td>ok</td><td>201 s</td><td>1,234 MB</td>'
+        "<td>first captioner pair F1: 0.770</td>" in page
     )
-    assert "<td>failed: cell 4 (In [3]): ValueError: &lt;bad&gt;</td><td>3 s</td><td></td>" in page
+    assert "<td>failed: cell 4 (In [3]): ValueError: &lt;bad&gt;</td><td>3 s</td><td></td><td></td>" in page
 
 
 def test_html_render_embeds_figures(tmp_path):
