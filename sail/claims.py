@@ -64,6 +64,22 @@ def _row(claim_id, claim, paper, ours, difference, low, high, *, note="", explan
     }
 
 
+def _shaped(claim_id, claim, paper, ours, verdict_, rule, *, difference=None, why="") -> dict:
+    """One claim about a shape (a fit, an ordering, a rank correlation), judged by its own `rule`."""
+    return {
+        "id": claim_id,
+        "claim": claim,
+        "paper": paper,
+        "ours": ours,
+        "difference": difference,
+        "low": None,
+        "high": None,
+        "verdict": verdict_,
+        "rule": rule,
+        "why": why,
+    }
+
+
 def _seed_spread(runs: list[dict], first: str, second: str, score: str) -> float:
     """How far two seeds of one setting lie apart (0 when the run has no second seed)."""
     by_name = {row["run"]: row[score] for row in runs}
@@ -115,19 +131,16 @@ def ocr_quality(advance: dict) -> dict:
 def log_linear(results: dict, stage: str) -> dict:
     """F-pt: the score grows linearly in ln D within a pretraining stage."""
     fit = results["fits"]["Overall"]
-    return {
-        "id": f"F-pt {stage}",
-        "claim": f"{stage.capitalize()}: performance grows linearly in log(data)",
-        "paper": "approximately linear on a log data axis, for caption and OCR tasks (no coefficients published)",
-        "ours": f"Overall = {fit['a']:.2f} + {fit['b']:.2f}·ln D, R² {fit['r2']:.2f}",
-        "difference": round(fit["b"], 3),
-        "low": None,
-        "high": None,
-        "verdict": "agrees" if fit["b"] > 0 and fit["r2"] >= 0.7 else "disagrees" if fit["b"] <= 0 else "within noise",
-        "rule": "agrees when the slope b > 0 and the fit explains most of the variance (R² ≥ 0.7); "
+    return _shaped(
+        f"F-pt {stage}",
+        f"{stage.capitalize()}: performance grows linearly in log(data)",
+        "approximately linear on a log data axis, for caption and OCR tasks (no coefficients published)",
+        f"Overall = {fit['a']:.2f} + {fit['b']:.2f}·ln D, R² {fit['r2']:.2f}",
+        "agrees" if fit["b"] > 0 and fit["r2"] >= 0.7 else "disagrees" if fit["b"] <= 0 else "within noise",
+        "agrees when the slope b > 0 and the fit explains most of the variance (R² ≥ 0.7); "
         "disagrees when b ≤ 0; within noise otherwise",
-        "why": "",
-    }
+        difference=round(fit["b"], 3),
+    )
 
 
 def survives_sft(alignment: dict) -> dict:
@@ -205,19 +218,16 @@ def quick_ranking(sft_data: dict) -> dict:
     ]
     overall = "disagrees" if "disagrees" in verdicts else "agrees" if set(verdicts) == {"agrees"} else "within noise"
     scores = {row["tier"]: row["question score"] for row in sft_data["quick"]}
-    return {
-        "id": "T3",
-        "claim": "A quick evaluation on small subsets ranks the SFT tiers Instruction > Preference > Knowledge",
-        "paper": "2M-sample subsets: Instruction 61.9, Preference 61.3, Knowledge 57.8 Overall",
-        "ours": f"{sft_data['parameters']['quick_size']}-sample subsets, question score: "
+    return _shaped(
+        "T3",
+        "A quick evaluation on small subsets ranks the SFT tiers Instruction > Preference > Knowledge",
+        "2M-sample subsets: Instruction 61.9, Preference 61.3, Knowledge 57.8 Overall",
+        f"{sft_data['parameters']['quick_size']}-sample subsets, question score: "
         + ", ".join(f"{tier.capitalize()} {scores[tier]:.1f}" for tier in TIER_ORDER),
-        "difference": None,
-        "low": None,
-        "high": None,
-        "verdict": overall,
-        "rule": "each of the paper's three pairwise orders judged by its bootstrap interval; agrees when all "
+        overall,
+        "each of the paper's three pairwise orders judged by its bootstrap interval; agrees when all "
         "three agree, disagrees when any disagrees, within noise otherwise",
-        "why": "pairs "
+        why="pairs "
         + ", ".join(f"{p}: {v}" for p, v in zip(pairs, verdicts, strict=True))
         + (
             "; at a few hundred samples the tier with short answers (Knowledge) teaches the answer formats the "
@@ -225,28 +235,26 @@ def quick_ranking(sft_data: dict) -> dict:
             if overall == "disagrees" and max(scores, key=scores.get) == "knowledge"
             else ""
         ),
-    }
+    )
 
 
 def ranking_holds(sft_data: dict) -> dict:
     """R1: the quick ranking is the larger-scale ranking."""
     rho, rho_loss = sft_data["headline"]["spearman"], sft_data["headline"]["spearman answer loss"]
-    return {
-        "id": "R1",
-        "claim": "The quick-evaluation ranking equals the ranking at a larger scale",
-        "paper": "2M-subset rankings 'perfectly consistent with full-scale training' (Spearman 1)",
-        "ours": f"Spearman {rho:.2f} by question score, {rho_loss:.2f} by answer loss "
+    return _shaped(
+        "R1",
+        "The quick-evaluation ranking equals the ranking at a larger scale",
+        "2M-subset rankings 'perfectly consistent with full-scale training' (Spearman 1)",
+        f"Spearman {rho:.2f} by question score, {rho_loss:.2f} by answer loss "
         f"({sft_data['parameters']['quick_size']} against {sft_data['parameters']['larger_size']} samples)",
-        "difference": rho,
-        "low": None,
-        "high": None,
-        "verdict": "agrees" if rho == 1 else "disagrees",
-        "rule": "agrees only when the question-score ranks are identical (Spearman 1), as the paper reports",
-        "why": "blind models' scores are constant-answer lotteries; the answer loss orders the tiers the same "
+        "agrees" if rho == 1 else "disagrees",
+        "agrees only when the question-score ranks are identical (Spearman 1), as the paper reports",
+        difference=rho,
+        why="blind models' scores are constant-answer lotteries; the answer loss orders the tiers the same "
         "way at both sizes"
         if rho < 1 and rho_loss == 1
         else "",
-    }
+    )
 
 
 PAPER_STATISTICS = {"difficulty": (1.90, 2.15, 2.20), "complexity": (2.44, 2.62, 2.74), "relevance": (3.94, 4.45, 4.55)}
@@ -257,19 +265,16 @@ def statistics_rise(sft_data: dict) -> dict:
     stats = sft_data["curriculum_statistics"]
     tiers = ("knowledge", "instruction", "preference")
     rises = {name: all(stats[a][name] < stats[b][name] for a, b in zip(tiers, tiers[1:])) for name in PAPER_STATISTICS}
-    return {
-        "id": "Tc",
-        "claim": "Task difficulty, data complexity and image-text relevance rise across the SFT stages",
-        "paper": "; ".join(f"{n} " + " → ".join(f"{v:.2f}" for v in values) for n, values in PAPER_STATISTICS.items()),
-        "ours": "; ".join(f"{n} " + " → ".join(f"{stats[t][n]:.2f}" for t in tiers) for n in PAPER_STATISTICS),
-        "difference": None,
-        "low": None,
-        "high": None,
-        "verdict": "agrees" if all(rises.values()) else "disagrees",
-        "rule": "agrees when all three criteria rise strictly from stage to stage",
-        "why": "scored by the rules judge on world generator metadata, not by a model reading real data; the "
+    return _shaped(
+        "Tc",
+        "Task difficulty, data complexity and image-text relevance rise across the SFT stages",
+        "; ".join(f"{n} " + " → ".join(f"{v:.2f}" for v in values) for n, values in PAPER_STATISTICS.items()),
+        "; ".join(f"{n} " + " → ".join(f"{stats[t][n]:.2f}" for t in tiers) for n in PAPER_STATISTICS),
+        "agrees" if all(rises.values()) else "disagrees",
+        "agrees when all three criteria rise strictly from stage to stage",
+        why="scored by the rules judge on world generator metadata, not by a model reading real data; the "
         "tiers were written to differ this way, so agreement checks the data and the judge, not a finding",
-    }
+    )
 
 
 def curriculum_scales(curriculum: dict) -> dict:
