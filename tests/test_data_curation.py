@@ -4,10 +4,11 @@ import io
 
 import numpy as np
 import pytest
-from PIL import Image
+from PIL import ExifTags, Image
 
 from sail.data import FunnelConfig, Item, build_pool, decode, load_defects, read_image_folder, run_funnel
 from sail.data.curation import STEPS, alt_text_reason, plot_funnel
+from sail.data.pipeline import export_items
 
 
 @pytest.fixture(scope="module")
@@ -102,6 +103,36 @@ def test_decode_normalises_to_rgb():
     assert decode(_png(rgba))[0].getpixel((0, 0)) == (255, 255, 255)  # transparent -> white
     sixteen = Image.fromarray(np.full((8, 8), 65535, np.uint16))
     assert decode(_png(sixteen))[0].getpixel((0, 0)) == (255, 255, 255)
+
+
+def test_export_copies_an_upright_rgb_png_and_encodes_everything_else(tmp_path):
+    """Copying is only right where the bytes already are the RGB image the funnel decoded."""
+    rgb = _noise(7)
+    rotated = Image.Exif()
+    rotated[ExifTags.Base.Orientation] = 3  # stored upside down: the funnel turns it upright
+    fast = io.BytesIO()
+    rgb.save(fast, format="PNG", compress_level=1)  # not what an export's own encoder writes
+    sources = {
+        "rgb_png": fast.getvalue(),
+        "rgba_png": _png(_noise(8, "RGBA")),
+        "jpeg": _png(rgb, "JPEG"),
+        "turned_png": _png_with_exif(rgb, rotated),
+    }
+    items = [Item(id=name, text="a red square", source="test", image=data) for name, data in sources.items()]
+    export_items(items, tmp_path)
+    written = {name: (tmp_path / "images" / f"{name}.png").read_bytes() for name in sources}
+    assert written["rgb_png"] == sources["rgb_png"]
+    for name in ("rgba_png", "jpeg", "turned_png"):
+        assert written[name] != sources[name]
+        assert Image.open(io.BytesIO(written[name])).mode == "RGB"
+    turned = np.asarray(Image.open(io.BytesIO(written["turned_png"])))
+    assert (turned == np.asarray(rgb)[::-1, ::-1]).all()
+
+
+def _png_with_exif(image: Image.Image, exif: Image.Exif) -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG", exif=exif)
+    return buffer.getvalue()
 
 
 @pytest.mark.parametrize(

@@ -53,7 +53,7 @@ from dataclasses import asdict, dataclass, field
 import imagehash
 import numpy as np
 import pandas as pd
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import ExifTags, Image, ImageOps, UnidentifiedImageError
 
 from sail.data.readers import Item
 from sail.data.sources import ALT_TEXT_OPTIONAL
@@ -127,7 +127,8 @@ def _to_rgb(image: Image.Image) -> tuple[Image.Image | None, str | None]:
 def decode(data: bytes, max_pixels: int = FunnelConfig.max_pixels) -> tuple[Image.Image | None, str | None, dict]:
     """Decode encoded image bytes to RGB: (image, None, info) or (None, reason, info); never raises.
 
-    info holds `format`, `mode` (as stored) and `size` where they could be read.  Truncated
+    info holds `format`, `mode` (as stored), `size` and the EXIF `orientation` (1: upright) where
+    they could be read.  Truncated
     files are caught only while PIL's global `ImageFile.LOAD_TRUNCATED_IMAGES` is False (its
     default); code that sets it True makes PIL fill truncated JPEGs with grey instead.
     """
@@ -144,6 +145,7 @@ def decode(data: bytes, max_pixels: int = FunnelConfig.max_pixels) -> tuple[Imag
                 probe.verify()
             image = Image.open(io.BytesIO(data))
             image.load()
+            info["orientation"] = image.getexif().get(ExifTags.Base.Orientation, 1)
             image = ImageOps.exif_transpose(image) or image
     except UnidentifiedImageError:
         return None, "unidentified", info
@@ -161,8 +163,18 @@ def decode(data: bytes, max_pixels: int = FunnelConfig.max_pixels) -> tuple[Imag
 
 def load_rgb(item: Item) -> Image.Image | None:
     """The item's image as RGB through the funnel's own decode path, None if it does not decode."""
+    return load_rgb_png(item)[0]
+
+
+def load_rgb_png(item: Item) -> tuple[Image.Image | None, bytes | None]:
+    """(RGB image, its PNG bytes or None): the bytes only when the item's own bytes already are an
+    upright RGB PNG of exactly that image, so an export can copy them instead of encoding again."""
     data, _ = _read_bytes(item)
-    return None if data is None else decode(data)[0]
+    if data is None:
+        return None, None
+    image, _, info = decode(data)
+    stored_as_is = info.get("format") == "PNG" and info.get("mode") == "RGB" and info.get("orientation") == 1
+    return image, (data if image is not None and stored_as_is else None)
 
 
 def _read_bytes(item: Item) -> tuple[bytes | None, str | None]:

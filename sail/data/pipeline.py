@@ -8,7 +8,8 @@
 The export layout (read back with `read_curated` or `sail.data.read_image_folder`)::
 
     <out_dir>/
-      images/<name>.png      every image decoded by the funnel's own path, stored as RGB PNG;
+      images/<name>.png      every image decoded by the funnel's own path, stored as RGB PNG (an
+                             upright RGB PNG is copied byte for byte: same pixels, no re-encode);
                              <name> is the id when it is a plain file name, else a safe name
                              derived from it (`sail.manifest.safe_name`): ids come from the data
       annotations.jsonl      one JSON object per line: id (as in the data), file (relative to out_dir), source,
@@ -34,7 +35,7 @@ from pathlib import Path
 import pandas as pd
 
 from sail.data.balance import category_of
-from sail.data.curation import load_rgb
+from sail.data.curation import load_rgb_png
 from sail.data.readers import Item, read_hf, read_image_folder, read_webdataset
 from sail.manifest import atomic_write_json, atomic_write_text, inside, safe_name, sha256_file
 
@@ -105,12 +106,15 @@ def export_items(items: Iterable[Item], out_dir: str | os.PathLike, *, clusters:
     lines, sources, categories, skipped, files = [], Counter(), Counter(), Counter(), set()
     for item in items:
         file = f"images/{safe_name(item.id)}.png"
-        image = load_rgb(item)
+        image, png = load_rgb_png(item)
         if image is None or file in files:
             skipped["undecodable" if image is None else "name_taken"] += 1
             continue
         files.add(file)
-        image.save(inside(out_dir, file), format="PNG")
+        if png is None:
+            image.save(inside(out_dir, file), format="PNG")
+        else:  # already an upright RGB PNG: the same pixels without encoding them again
+            inside(out_dir, file).write_bytes(png)
         record = item.extra.get("record")
         category = category_of(item)
         row = {
