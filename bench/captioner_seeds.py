@@ -59,7 +59,7 @@ def distil(seed: int, steps: int) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    parser.add_argument("--steps", type=int, default=300)
+    parser.add_argument("--steps", type=int, default=400)
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "captioner_seeds.json")
     args = parser.parse_args()
 
