@@ -33,7 +33,7 @@ from sail.eval.report import (
 )
 from sail.world import sample_records, split_of
 
-# At least the largest train sample the notebooks draw (00_tour: captioner_steps * batch_size = 4,800 at
+# At least the largest train sample the notebooks draw (00_tour: captioner_steps * batch_size = 6,400 at
 # seed 0); a smaller draw is a prefix of this one (`sample_records`).
 TRAIN_SAMPLE = 8000
 
