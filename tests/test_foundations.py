@@ -204,3 +204,14 @@ def test_a_build_depends_on_its_seed_not_on_what_ran_before(tmp_path, geometry):
         )
     for first, second in zip(*weights):
         assert all(torch.equal(first[name], second[name]) for name in first)
+
+
+def test_building_leaves_the_callers_generator_as_reusing_does(tmp_path, geometry):
+    """What a notebook draws after `build_foundations` (a fresh projector) must not depend on
+    whether this run built the foundations or found them built."""
+    draws = []
+    for _ in ("build", "reuse"):
+        torch.manual_seed(0)
+        build_foundations(tmp_path, geometry, TINY_BUDGET, progress=False)
+        draws.append(torch.rand(3))
+    assert torch.equal(*draws)

@@ -294,35 +294,38 @@ def build_foundations(
         return existing
     directory.mkdir(parents=True, exist_ok=True)
     _claim(directory, key)
-    train_records = sample_records("train", max(budget.language_records, budget.vision_records), seed=seed)
-    heldout = sample_records("validation", budget.heldout_records, seed=seed)
+    # A build seeds and draws from torch's global generator; forking it leaves the caller's state as
+    # a reuse does, so what a notebook draws next (a fresh projector) cannot tell the two apart.
+    with torch.random.fork_rng():
+        train_records = sample_records("train", max(budget.language_records, budget.vision_records), seed=seed)
+        heldout = sample_records("validation", budget.heldout_records, seed=seed)
 
-    started = time.perf_counter()
-    tokenizer = train_world_tokenizer(world_text(train_records[:4000], seed), vocab_size=geometry.vocab_size)
-    tokenizer.save_pretrained(directory / "tokenizer")
-    tokenizer = AutoTokenizer.from_pretrained(directory / "tokenizer")
+        started = time.perf_counter()
+        tokenizer = train_world_tokenizer(world_text(train_records[:4000], seed), vocab_size=geometry.vocab_size)
+        tokenizer.save_pretrained(directory / "tokenizer")
+        tokenizer = AutoTokenizer.from_pretrained(directory / "tokenizer")
 
-    language, language_part = pretrain_language(
-        directory / "runs", geometry, tokenizer, budget, train_records, heldout, seed=seed, progress=progress
-    )
-    language.save_pretrained(directory / "language")
+        language, language_part = pretrain_language(
+            directory / "runs", geometry, tokenizer, budget, train_records, heldout, seed=seed, progress=progress
+        )
+        language.save_pretrained(directory / "language")
 
-    probe, vision_part = pretrain_vision(
-        directory / "runs", geometry, budget, train_records, heldout, seed=seed, progress=progress
-    )
-    probe.encoder.save_pretrained(directory / "vision")
+        probe, vision_part = pretrain_vision(
+            directory / "runs", geometry, budget, train_records, heldout, seed=seed, progress=progress
+        )
+        probe.encoder.save_pretrained(directory / "vision")
 
-    report = {
-        "key": key,
-        "seed": seed,
-        "budget": asdict(budget),
-        "vocab_size": len(tokenizer),
-        "language": {name: value for name, value in language_part.items() if name != "loss_curves"},
-        "vision": {name: value for name, value in vision_part.items() if name != "loss_curve"},
-        "seconds": round(time.perf_counter() - started, 1),
-        "loss_curves": {**language_part["loss_curves"], "vision": vision_part["loss_curve"]},
-    }
-    atomic_write_json(directory / REPORT, report)
+        report = {
+            "key": key,
+            "seed": seed,
+            "budget": asdict(budget),
+            "vocab_size": len(tokenizer),
+            "language": {name: value for name, value in language_part.items() if name != "loss_curves"},
+            "vision": {name: value for name, value in vision_part.items() if name != "loss_curve"},
+            "seconds": round(time.perf_counter() - started, 1),
+            "loss_curves": {**language_part["loss_curves"], "vision": vision_part["loss_curve"]},
+        }
+        atomic_write_json(directory / REPORT, report)
     return Foundations(directory / "tokenizer", directory / "language", directory / "vision", report)
 
 
