@@ -211,7 +211,7 @@ def test_building_leaves_the_callers_generator_as_reusing_does(tmp_path, geometr
     whether this run built the foundations or found them built."""
     draws = []
     for _ in ("build", "reuse"):
-        torch.manual_seed(0)
+        torch.manual_seed(5)  # the notebook's own seed, not the build's (0)
         build_foundations(tmp_path, geometry, TINY_BUDGET, progress=False)
         draws.append(torch.rand(3))
     assert torch.equal(*draws)
