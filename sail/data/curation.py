@@ -128,9 +128,9 @@ def decode(data: bytes, max_pixels: int = FunnelConfig.max_pixels) -> tuple[Imag
     """Decode encoded image bytes to RGB: (image, None, info) or (None, reason, info); never raises.
 
     info holds `format`, `mode` (as stored), `size` and the EXIF `orientation` (1: upright) where
-    they could be read.  Truncated
-    files are caught only while PIL's global `ImageFile.LOAD_TRUNCATED_IMAGES` is False (its
-    default); code that sets it True makes PIL fill truncated JPEGs with grey instead.
+    they could be read.  Truncated files are caught only while PIL's global
+    `ImageFile.LOAD_TRUNCATED_IMAGES` is False (its default); code that sets it True makes PIL fill
+    truncated JPEGs with grey instead.
     """
     info: dict = {}
     if not data:
