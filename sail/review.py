@@ -81,16 +81,78 @@ def render_html(notebook: Path) -> Path:
 
 
 def _number(value: Any) -> str:
-    return f"{value:.3f}" if isinstance(value, float) else html.escape(str(value))
+    """A headline number as its notebook rounded it: at most four significant digits, no zeros padded
+    on (0.1 stays "0.1", never "0.100")."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return html.escape(str(value))
+    return f"{value:,}" if isinstance(value, int) else f"{value:,.4g}"
+
+
+def _read(path: Path) -> dict:
+    return json.loads(path.read_text()) if path.is_file() else {}
+
+
+def _table(header: list[str], rows: Iterable[Iterable[Any]]) -> str:
+    cells = "".join(f"<th>{html.escape(name)}</th>" for name in header)
+    body = "".join("<tr>" + "".join(f"<td>{html.escape(str(value))}</td>" for value in row) + "</tr>\n" for row in rows)
+    return f"<table><tr>{cells}</tr>\n{body}</table>"
+
+
+def _where(manifest: Mapping[str, Any]) -> str:
+    """The run's commit, date and machine, from its manifest."""
+    git = manifest.get("git", {})
+    machine = manifest.get("machine") or {}
+    commit = str(git.get("commit", "unknown"))[:12] + (" (uncommitted changes)" if git.get("dirty") else "")
+    parts = [
+        f"commit <code>{html.escape(commit)}</code>",
+        f"written {html.escape(str(manifest.get('written_at', 'unknown')))}",
+    ]
+    if machine:
+        parts.append(
+            f"CPU {html.escape(str(machine.get('cpu')))}, ATen kernels {html.escape(str(machine.get('isa')))}, "
+            f"{machine.get('threads')} threads on {machine.get('cores')} cores, "
+            f"GPU {html.escape(str(machine.get('gpu') or 'none'))}"
+        )
+    return "; ".join(parts)
+
+
+def _claims_section(claims: Mapping[str, Any]) -> str:
+    if not claims:
+        return "<p>No claims yet: notebook 09 writes <code>claims.json</code>.</p>"
+    rows = claims["claims"]
+    summary = ", ".join(f"{count} {verdict}" for verdict, count in claims["counts"].items())
+    table = _table(
+        ["claim", "verdict", "ours", "paper", "why"],
+        ([row["id"], row["verdict"], row["ours"], row["paper"], row["why"]] for row in rows),
+    )
+    return (
+        f"<h2>The paper's claims</h2><p>{len(rows)} claims: {html.escape(summary)}. "
+        f"Rules: {html.escape(claims.get('rule', ''))}.</p>\n{table}"
+    )
+
+
+def _final_section(paper: Mapping[str, Any]) -> str:
+    final = paper.get("final_model")
+    if not final:
+        return ""
+    table = _table(final["columns"], ([row[c] for c in final["columns"]] for row in final["rows"]))
+    means = final["averages"]
+    return (
+        f"<h2>The final model ({html.escape(final['checkpoint'])}): Table 1 beside its blind level</h2>\n{table}"
+        f"<p>Overall (mean over the {means['benchmarks']} benchmarks): {means['overall']}, blind level "
+        f"{means['blind overall']}; mean of the {means['groups']} group averages: {means['group mean']}, blind level "
+        f"{means['blind group mean']}.</p>"
+    )
 
 
 def write_index(out_dir: Path, profile: str, entries: Mapping[str, Mapping[str, Any]]) -> Path:
-    """`index.html`: each notebook's render, status, time, peak memory (all its processes together)
-    and headline numbers (from the `headline` of its results JSON), in run order."""
+    """`index.html`, a reviewer's dashboard: where and from which commit the run came (its
+    manifest), the claims table (`claims.json`), the final model's Table 1 row beside its blind
+    level (notebook 09's results), links to the results, and each notebook's render, status, time,
+    peak memory (all its processes together) and headline numbers, in numeric order."""
     rows = []
-    for stem, entry in entries.items():
-        results = out_dir / "results" / f"{stem}.json"
-        headline = json.loads(results.read_text()).get("headline", {}) if results.is_file() else {}
+    for stem, entry in sorted(entries.items()):
+        headline = _read(out_dir / "results" / f"{stem}.json").get("headline", {})
         numbers = "<br>".join(f"{html.escape(name)}: {_number(value)}" for name, value in headline.items())
         link = f'<a href="{html.escape(stem)}.html">{html.escape(stem)}</a>'
         seconds, memory = entry.get("duration_s"), entry.get("peak_memory_mb")
@@ -99,13 +161,19 @@ def write_index(out_dir: Path, profile: str, entries: Mapping[str, Mapping[str, 
             f"<tr><td>{link}</td><td>{status}</td><td>{'' if seconds is None else f'{seconds:.0f} s'}</td>"
             f"<td>{'' if memory is None else f'{memory:,} MB'}</td><td>{numbers}</td></tr>"
         )
+    manifest = _read(out_dir / "manifest.json")
     page = f"""<!doctype html>
 <html><head><meta charset="utf-8"><title>sail: {html.escape(profile)} run</title>
 <style>body{{font-family:sans-serif;margin:2em}}table{{border-collapse:collapse}}
 td,th{{border:1px solid #ccc;padding:.4em .8em;vertical-align:top;text-align:left}}</style></head>
 <body><h1>sail · the {html.escape(profile)} profile's run</h1>
-<p>Each notebook as executed by <code>sail run</code>; <code>manifest.json</code> records the commit,
-parameters and packages. Results: <code>results/</code>; data cards: <code>data_cards/</code>.</p>
+<p>{_where(manifest)}.</p>
+<p><a href="claims.json">claims.json</a> · <a href="results/">results/</a> (each notebook's results JSON and the
+model cards) · <a href="data_cards/">data_cards/</a> · <a href="manifest.json">manifest.json</a> (parameters and
+packages) · <a href="../../README.md">README</a></p>
+{_claims_section(_read(out_dir / "claims.json"))}
+{_final_section(_read(out_dir / "results" / "09_paper.json"))}
+<h2>Notebooks</h2>
 <table><tr><th>notebook</th><th>status</th><th>time</th><th>peak memory</th><th>headline numbers</th></tr>
 {chr(10).join(rows)}
 </table></body></html>

@@ -115,9 +115,46 @@ def test_index_links_each_render_with_status_time_memory_and_headline(tmp_path):
     page = review.write_index(tmp_path, "tiny", entries).read_text()
     assert (
         '<a href="00_tour.html">00_tour</a></td><td>ok</td><td>201 s</td><td>1,234 MB</td>'
-        "<td>first captioner pair F1: 0.770</td>" in page
+        "<td>first captioner pair F1: 0.7697</td>" in page
     )
     assert "<td>failed: cell 4 (In [3]): ValueError: &lt;bad&gt;</td><td>3 s</td><td></td><td></td>" in page
+
+
+def _dashboard_run(folder):
+    (folder / "results").mkdir()
+    machine = {"cpu": "AMD EPYC 7B13", "isa": "AVX2", "threads": 2, "cores": 2, "gpu": None}
+    manifest = {"git": {"commit": "0123456789abcdef", "dirty": False}, "written_at": "2026-12-07T06:00:00+00:00"}
+    (folder / "manifest.json").write_text(json.dumps({**manifest, "machine": machine}))
+    claim = {"id": "T2 captions", "verdict": "not testable", "ours": "Caption 4.0", "paper": "54.36", "why": "at blind"}
+    counts = {"agrees": 0, "disagrees": 0, "within noise": 0, "not testable": 1}
+    (folder / "claims.json").write_text(json.dumps({"rule": "r", "counts": counts, "claims": [claim]}))
+    final = {
+        "checkpoint": "sft-preference",
+        "columns": ["benchmark", "score", "blind level"],
+        "rows": [{"benchmark": "WorldDocVQA", "score": 33.5, "blind level": 79.0}],
+        "averages": {"overall": 5.0, "blind overall": 30.1, "group mean": 4.2, "blind group mean": 29.0},
+    }
+    means = {**final["averages"], "benchmarks": 9, "groups": 4}
+    paper = {"headline": {"final overall": 0.1}, "final_model": {**final, "averages": means}}
+    (folder / "results" / "09_paper.json").write_text(json.dumps(paper))
+
+
+def test_the_index_is_a_reviewer_s_dashboard(tmp_path):
+    _dashboard_run(tmp_path)
+    entries = {stem: {"status": "ok", "duration_s": 1.0} for stem in ("09_paper", "03_production", "08_evaluation")}
+    page = review.write_index(tmp_path, "tiny", entries).read_text()
+    order = [page.index(f'href="{stem}.html"') for stem in ("03_production", "08_evaluation", "09_paper")]
+    assert order == sorted(order)  # numeric order, whatever order the run made them in
+    assert "commit <code>0123456789ab</code>; written 2026-12-07T06:00:00+00:00" in page
+    assert "CPU AMD EPYC 7B13, ATen kernels AVX2, 2 threads on 2 cores, GPU none" in page
+    assert "1 claims: 0 agrees, 0 disagrees, 0 within noise, 1 not testable" in page
+    assert "<td>T2 captions</td><td>not testable</td><td>Caption 4.0</td><td>54.36</td><td>at blind</td>" in page
+    assert "<td>WorldDocVQA</td><td>33.5</td><td>79.0</td>" in page
+    assert "Overall (mean over the 9 benchmarks): 5.0, blind level 30.1" in page
+    assert "mean of the 4 group averages: 4.2, blind level 29.0" in page
+    assert "final overall: 0.1<" in page  # as the notebook rounded it, no zeros padded on
+    for link in ("claims.json", "results/", "data_cards/", "manifest.json", "../../README.md"):
+        assert f'href="{link}"' in page
 
 
 def test_html_render_embeds_figures(tmp_path):

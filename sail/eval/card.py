@@ -1,5 +1,12 @@
 """The final model's card in Hugging Face's format: YAML metadata with `model-index` results, then
-prose and tables, every number taken from the run's results (notebooks 04-08)."""
+prose and tables, every number taken from the run's results (notebooks 04-08).
+
+Each benchmark score stands beside what a degenerate model gets: the blind level (the best one
+answer given to every question, padded and empty strings included, or guessing), the number of
+distinct answers the model gave, and the bootstrap interval of (score − blind level). "Above
+chance" is notebook 08's verdict: that interval above 0 and the score lower, beyond its interval,
+when each question gets another question's image.
+"""
 
 from __future__ import annotations
 
@@ -9,40 +16,83 @@ from pathlib import Path
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
 OVERALL = "Overall / average"
+FINAL_COLUMNS = (
+    "benchmark",
+    "group",
+    "questions",
+    "score",
+    "blind level",
+    "score − blind",
+    "distinct answers",
+    "with swapped images",
+    "above chance",
+)
 
 
-def benchmark_scores(table1_row: Mapping[str, float]) -> dict[str, float]:
-    """{benchmark: score} from a Table 1 row ("<group> / <benchmark>" columns, averages left out)."""
-    return {column.split(" / ")[1]: score for column, score in table1_row.items() if not column.endswith("/ average")}
+def final_rows(evaluation: Mapping) -> list[dict]:
+    """The final model's Table 1 row from notebook 08's results, one dict per benchmark with
+    `FINAL_COLUMNS`, numbers rounded as shown (scores to 0.1)."""
+    rows = []
+    for benchmark, row in evaluation["final"]["rows"].items():
+        spec = evaluation["benchmarks"][benchmark]
+        rows.append(
+            {
+                "benchmark": benchmark,
+                "group": spec["group"],
+                "questions": spec["n"],
+                "score": round(row["score"], 1),
+                "blind level": round(row["blind"], 1),
+                "score − blind": f"{row['difference']:+.1f} [{row['low']:+.1f}, {row['high']:+.1f}]",
+                "distinct answers": row["distinct answers"],
+                "with swapped images": f"{row['swapped score']:.1f}",
+                "above chance": "yes" if row["above chance"] else "no",
+            }
+        )
+    return rows
+
+
+def averages(evaluation: Mapping) -> dict[str, float]:
+    """The final model's and the blind level's mean over benchmarks (Table 1's Overall) and mean of
+    the group averages (the four-group average), rounded to 0.1: two different numbers, two labels."""
+    final = evaluation["final"]["checkpoint"]
+    ours, blind = evaluation["table1"][final], evaluation["blind"]
+    groups = [key for key in ours if key.endswith("/ average") and key != OVERALL]
+    return {
+        "overall": round(ours[OVERALL], 1),
+        "blind overall": round(blind[OVERALL], 1),
+        "group mean": round(sum(ours[g] for g in groups) / len(groups), 1),
+        "blind group mean": round(sum(blind[g] for g in groups) / len(groups), 1),
+        "benchmarks": sum(1 for key in ours if not key.endswith("/ average")),
+        "groups": len(groups),
+    }
+
+
+def markdown_table(rows: Sequence[Mapping], columns: Sequence[str]) -> str:
+    """`rows` as a markdown table (numbers as they are, right-aligned after the first column)."""
+    head = "| " + " | ".join(columns) + " |\n|" + "|".join("---" if i == 0 else "---:" for i in range(len(columns)))
+    return head + "|\n" + "\n".join("| " + " | ".join(str(row[c]) for c in columns) + " |" for row in rows)
 
 
 def final_model_card(
-    *,
-    name: str,
-    profile: str,
-    stages: Sequence[Mapping[str, object]],
-    table1_row: Mapping[str, float],
-    chance_row: Mapping[str, float],
-    benchmarks: Mapping[str, Mapping[str, object]],
-    image_gain: float | None,
+    *, name: str, profile: str, stages: Sequence[Mapping[str, object]], evaluation: Mapping
 ) -> ModelCard:
-    """The card of the pipeline's final model.
+    """The card of the pipeline's final model (`evaluation["final"]["checkpoint"]` of notebook 08).
 
-    `stages`: one mapping per training stage (stage, trains, samples, steps); `table1_row` and
-    `chance_row`: notebook 08's Table 1 row of this model and of a blind model; `benchmarks`: 08's
-    benchmark descriptions (group, metric, stands_for, n); `image_gain`: 08's answer-loss gain from
-    the question's own image over another (nats per answer token).
+    `stages`: one mapping per training stage (stage, trains, samples, steps); `evaluation`:
+    notebook 08's results JSON (scores, blind levels, the final model's verdicts, image reliance).
     """
-    ours, chance = benchmark_scores(table1_row), benchmark_scores(chance_row)
+    final = evaluation["final"]["checkpoint"]
+    rows = final_rows(evaluation)
     results = [
         EvalResult(
             task_type="visual-question-answering",
-            dataset_type=f"sail-world/{benchmark}",
-            dataset_name=f"{benchmark} (SAIL world, stands for {benchmarks[benchmark]['stands_for']})",
-            metric_type=str(benchmarks[benchmark]["metric"]),
-            metric_value=round(score, 2),
+            dataset_type=f"sail-world/{row['benchmark']}",
+            dataset_name=f"{row['benchmark']} (SAIL world, stands for "
+            f"{evaluation['benchmarks'][row['benchmark']]['stands_for']})",
+            metric_type=str(evaluation["benchmarks"][row["benchmark"]]["metric"]),
+            metric_value=round(evaluation["final"]["rows"][row["benchmark"]]["score"], 2),
         )
-        for benchmark, score in ours.items()
+        for row in rows
     ]
     data = ModelCardData(
         model_name=name,
@@ -52,16 +102,28 @@ def final_model_card(
         tags=["sail", "internvl", profile],
         eval_results=results,
     )
-    above = [b for b in ours if ours[b] > chance[b]]
-    rows = "\n".join(
-        f"| {b} | {benchmarks[b]['group']} | {benchmarks[b]['n']} | {ours[b]:.1f} | {chance[b]:.1f} |" for b in ours
-    )
+    above = [row["benchmark"] for row in rows if row["above chance"] == "yes"]
+    means = averages(evaluation)
     training = "\n".join(f"| {s['stage']} | {s['trains']} | {s['samples']:,} | {s['steps']:,} |" for s in stages)
+    reliance = evaluation.get("image_reliance", {}).get(final)
     looks = (
-        f"The gold answers' loss falls by {image_gain:.3f} nats per token when the question's own image "
-        "replaces another image of the same benchmark"
-        if image_gain is not None
+        f"The gold answers' loss changes by {reliance['image gain']:.3f} nats per token "
+        f"(95 % interval [{reliance['low']:.3f}, {reliance['high']:.3f}]) when the question's own image replaces "
+        "another image of the same benchmark"
+        if reliance
         else "Image reliance was not measured"
+    )
+    exploits = {
+        benchmark: row["exploiting answers"]
+        for benchmark, row in evaluation["final"]["rows"].items()
+        if row["exploiting answers"]
+    }
+    flagged = (
+        " Answers that earn credit only through the metric's handling of padding: "
+        + ", ".join(f"{benchmark} {count}" for benchmark, count in exploits.items())
+        + "."
+        if exploits
+        else ""
     )
     body = f"""
 # {name}
@@ -79,18 +141,21 @@ An InternVL in transformers' own layout (`InternVLForConditionalGeneration`): lo
 
 ## Evaluation: the world benchmarks (Table 1's layout)
 
-Scores in percent, VLMEvalKit's rules; chance is what a model that never looks at the image can
-count on (one answer to every question, or random guessing, whichever scores more).
+Scores in percent, VLMEvalKit's rules. The blind level is what a model that never looks at the
+image can score: the best one answer given to every question (gold answers, this model's own
+answers, empty and padded strings) or random guessing. `score − blind` is the paired bootstrap
+interval over questions; "above chance" needs it above 0 and a lower score, beyond its interval,
+when every question is shown another question's image.
 
-| benchmark | group | questions | this model | chance |
-|---|---|---:|---:|---:|
-{rows}
+{markdown_table(rows, FINAL_COLUMNS)}
 
-Overall (average of the four groups): {table1_row[OVERALL]:.1f}, chance {chance_row[OVERALL]:.1f}.
+Overall (mean over the {means["benchmarks"]} benchmarks, Table 1's Avg): {means["overall"]:.1f}, blind level
+{means["blind overall"]:.1f}. Mean of the {means["groups"]} group averages: {means["group mean"]:.1f}, blind level
+{means["blind group mean"]:.1f}.
 
 ## Limitations
 
-Above chance on {len(above)} of {len(ours)} benchmarks{": " + ", ".join(above) if above else ""}. {looks}.
+Above chance on {len(above)} of {len(rows)} benchmarks{": " + ", ".join(above) if above else ""}. {looks}.{flagged}
 This is a miniature: a few million parameters trained for minutes on synthetic images, for
 teaching and for testing the pipeline, not for use.
 """
