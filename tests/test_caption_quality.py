@@ -13,6 +13,7 @@ import pytest
 from sail.caption.quality import (
     HEADLINE,
     RUBRIC_COLUMNS,
+    blind_pair_f1,
     caption_quality,
     headline_table,
     human_eval_sheet,
@@ -23,7 +24,7 @@ from sail.caption.quality import (
     read_human_eval,
 )
 from sail.caption.teachers import WorldTeacher, world_items
-from sail.world import alt_text, render, score_captions, weak_caption
+from sail.world import alt_text, render, sample_records, score_captions, weak_caption
 
 matplotlib.use("Agg")
 
@@ -155,3 +156,37 @@ def test_judge_asks_once_per_caption_and_summarises(sources, records):
     assert summary.loc["teacher", "accuracy"] == 5 and summary.loc["teacher", "hallucination_rate"] == 0
     assert summary.loc["weak", "accuracy"] == 2 and summary.loc["weak", "unparsed"] == 1
     assert judgements.loc[judgements["raw"].str.startswith("Sorry"), "hallucination"].tolist() == [None]
+
+
+def _one_object(record_id: str, colour: str, shape: str) -> dict:
+    """A scene showing one object and no text (a world record with its object replaced)."""
+    template = sample_records("test", 1, seed=1)[0]
+    shown = {**template["objects"][0], "colour": colour, "shape": shape}
+    counts = {"shapes": {shape: 1}, "colours": {colour: 1}}
+    return {**template, "id": record_id, "objects": [shown], "texts": [], "relations": [], "counts": counts}
+
+
+RED_CIRCLE, BLUE_SQUARE = _one_object("a", "red", "circle"), _one_object("b", "blue", "square")
+
+
+def test_a_captioner_that_describes_each_image_scores_above_its_blind_level():
+    # own: both pairs right. Rotated: "red circle" against the blue square and back, no pair right.
+    # Best constant: "A red circle." for both: 1 hit, 1 false, 1 missed: precision 1/2, recall 1/2.
+    found = blind_pair_f1(["A red circle.", "A blue square."], [RED_CIRCLE, BLUE_SQUARE])
+    assert found == {"own": 1.0, "rotated records": 0.0, "best constant caption": 0.5, "blind": 0.5}
+
+
+def test_a_captioner_that_writes_one_caption_for_every_image_scores_its_own_level_blind():
+    found = blind_pair_f1(["A red circle."] * 2, [RED_CIRCLE, BLUE_SQUARE])
+    assert found == {"own": 0.5, "rotated records": 0.5, "best constant caption": 0.5, "blind": 0.5}
+
+
+def test_the_constant_caption_is_chosen_among_the_commonest_only():
+    captions = ["A blue square.", "A red circle.", "A red circle."]
+    records = [RED_CIRCLE, BLUE_SQUARE, RED_CIRCLE]
+    # "A red circle." for all three: 2 hits of 3 mentions and 3 pairs, F1 2/3; "A blue square.": 1/3
+    assert blind_pair_f1(captions, records)["best constant caption"] == pytest.approx(2 / 3)
+    assert blind_pair_f1(captions, records, candidates=1)["best constant caption"] == pytest.approx(2 / 3)
+    assert blind_pair_f1(captions[:1] * 2 + captions[1:2], records, candidates=1)[
+        "best constant caption"
+    ] == pytest.approx(1 / 3)

@@ -20,6 +20,7 @@ from sail.data.mixture import (
     read_mixture,
     read_source,
     repeat,
+    rotate_images,
     write_meta,
     write_samples,
     write_source,
@@ -290,3 +291,13 @@ def test_read_mixture_is_deterministic_for_a_seed_and_differs_for_another(tmp_pa
     assert [s.id for s in first] == [s.id for s in again]
     assert [s.id for s in first] != [s.id for s in other]
     assert [s.source for s in first] != ["one"] * 5 + ["two"] * 3  # the sources are mixed, not concatenated
+
+
+def test_rotate_images_gives_each_sample_the_next_image_of_its_own_source():
+    cards = [Sample(f"c{i}", "cards", (f"/c{i}.png",), (("user", "<image>\nq"), ("assistant", "a"))) for i in range(3)]
+    scene = Sample("s0", "scenes", ("/s0.png",), (("user", "<image>\nq"), ("assistant", "b")))
+    rotated = rotate_images([cards[0], scene, cards[1], cards[2]])
+    assert [s.image_paths for s in rotated] == [("/c1.png",), ("/s0.png",), ("/c2.png",), ("/c0.png",)]
+    assert [(s.id, s.source, s.messages) for s in rotated] == [
+        (s.id, s.source, s.messages) for s in [cards[0], scene, cards[1], cards[2]]
+    ]

@@ -10,17 +10,19 @@ import re
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 from conftest import world_pool
 
 from sail.caption import CAPTION_PROMPT
-from sail.data.mixture import Sample, read_mixture, write_meta
+from sail.data.mixture import Sample, read_mixture, rotate_images, write_meta
 from sail.pretrain import CAPTION_SOURCE_NAMES, OCR_SOURCE_NAMES, fit_log_linear, sample_collate, write_world_sources
-from sail.pretrain.data import qa_turns
-from sail.pretrain.scores import ocr_score
+from sail.pretrain.data import held_out_samples, qa_turns
+from sail.pretrain.report import sweep_plot
+from sail.pretrain.scores import blind_scores, next_record_golds, ocr_score, qa_scores, table2_scores
 from sail.train import pack_batch
-from sail.world import alt_text, render, teacher_caption, weak_caption
+from sail.world import alt_text, render, sample_records, teacher_caption, weak_caption
 from sail.world.captions import wrong_caption
 from sail.world.dataset import caption_rng
 from sail.world.ocr import ocr_pairs
@@ -50,6 +52,142 @@ CARD = "title Farm log ; moon 4 ; cake 11"
 )
 def test_ocr_score_hand_cases(prediction, gold, expected):
     assert ocr_score(prediction, gold) == pytest.approx(expected, abs=1e-12)
+
+
+# --- blind levels: the same answers scored without their images ---------------------------
+
+
+def test_next_record_golds_takes_the_same_place_of_the_same_kind_on_the_next_record():
+    keys = [("a", "scene"), ("a", "scene"), ("b", "card"), ("c", "scene")]
+    # a's two scene questions get c's one (cycling); c gets a's first; b is the only card: its own
+    assert next_record_golds(keys, ["a1", "a2", "b1", "c1"]) == ["c1", "c1", "b1", "a1"]
+
+
+def _exact(answer: str, gold: str) -> float:
+    return float(answer == gold)
+
+
+def test_blind_scores_take_the_better_of_rotated_golds_and_the_best_constant():
+    keys = [(f"r{i}", "colour") for i in range(4)]
+    golds = ["red", "blue", "green", "blue"]
+    # rotated golds blue, green, blue, red: no answer matches; "blue" for all scores 2 of 4, "red" 1
+    assert blind_scores(["red", "red", "red", "blue"], golds, keys, _exact, {"colour": ["red", "blue"]}) == [
+        0.0,
+        1.0,
+        0.0,
+        1.0,
+    ]
+    # answers that happen to match the next image's gold: rotation scores 3 of 4, above any constant
+    assert blind_scores(["blue", "green", "blue", "yellow"], golds, keys, _exact, {"colour": ["blue"]}) == [
+        1.0,
+        1.0,
+        1.0,
+        0.0,
+    ]
+
+
+def _scene(record_id: str, colour: str, shape: str, text: str) -> dict:
+    """A scene showing one object and one word (a world record with both replaced)."""
+    template = sample_records("test", 1, seed=1)[0]
+    shown = {**template["objects"][0], "colour": colour, "shape": shape}
+    word = {"text": text, "cell": "top left", "bbox": [4, 4, 40, 12], "center": [22, 8], "font_size": 14}
+    counts = {"shapes": {shape: 1}, "colours": {colour: 1}}
+    return {**template, "id": record_id, "objects": [shown], "texts": [word], "relations": [], "counts": counts}
+
+
+CAT, DOG = _scene("a", "red", "circle", "cat"), _scene("b", "blue", "square", "dog")
+
+
+def test_table2_scores_put_a_model_that_looks_above_its_blind_level():
+    found = table2_scores(
+        ["A red circle.", "A blue square."], [CAT, DOG], ['the text "cat"', 'the text "dog"'], [CAT, DOG]
+    )
+    # Caption: own 100, blind 50 (one caption for both). OCR: own 100; rotated "cat" vs "dog" 0;
+    # 'the text "cat"' for both reads one of two: blind 50
+    assert found == {
+        "Overall": 100.0,
+        "Caption": 100.0,
+        "OCR": 100.0,
+        "Overall blind": 50.0,
+        "Caption blind": 50.0,
+        "OCR blind": 50.0,
+    }
+
+
+def test_table2_scores_put_a_model_that_answers_the_same_everywhere_at_its_blind_level():
+    found = table2_scores(["A red circle."] * 2, [CAT, DOG], ['the text "cat"'] * 2, [CAT, DOG])
+    assert found == {
+        "Overall": 50.0,
+        "Caption": 50.0,
+        "OCR": 50.0,
+        "Overall blind": 50.0,
+        "Caption blind": 50.0,
+        "OCR blind": 50.0,
+    }
+    with pytest.raises(ValueError, match="1 OCR answers for 2 OCR questions"):
+        table2_scores(["A red circle."] * 2, [CAT, DOG], ['the text "cat"'], [CAT, DOG])
+
+
+def _open_question(category: str, answer: str) -> dict:
+    return {"category": category, "answer": [answer] * 10}
+
+
+def test_qa_scores_credit_a_blind_model_with_the_best_gold_answer_of_each_category():
+    existence, colours = ["yes", "yes", "yes", "no"], ["red", "red", "blue", "green"]
+    questions = [
+        ({"id": f"r{i}"}, _open_question(category, answer))
+        for i in range(4)
+        for category, answer in (("existence", existence[i]), ("colour", colours[i]))
+    ]
+    answers = [answer for _ in range(4) for answer in ("no", "blue")]
+    found = qa_scores(answers, questions)
+    # own: one existence and one colour right of 8 (25). Blind: "yes" 3 of 4, "red" 2 of 4, both
+    # gold answers the model never gave: 5 of 8 (62.5); rotated golds score 2 of 8 only
+    assert found["VQA"] == 25.0 and found["VQA blind"] == 62.5
+    assert found["VQA low"] < -37.5 < found["VQA high"]  # the interval is of own minus blind, per question
+    assert found["VQA distinct answers"] == 2
+
+
+def test_qa_scores_interval_of_a_model_that_answers_every_question_right():
+    golds = ["yes", "yes", "no", "no"]
+    questions = [({"id": f"r{i}"}, _open_question("existence", gold)) for i, gold in enumerate(golds)]
+    found = qa_scores(["Yes", "yes", "no", "No."], questions)
+    # blind: "yes" (or "no") for all, or each answer against the next image's gold: 2 of 4 either way
+    assert (found["VQA"], found["VQA blind"], found["VQA distinct answers"]) == (100.0, 50.0, 2)
+    assert 0 <= found["VQA low"] <= 50 <= found["VQA high"] <= 100
+    constant = qa_scores(["yes"] * 4, questions)
+    assert constant["VQA"] == constant["VQA blind"] == 50.0
+    assert constant["VQA low"] < 0 < constant["VQA high"]
+
+
+def test_held_out_samples_rotate_within_their_kind_of_image(tmp_path):
+    records = [r for r in sample_records("test", 60, seed=1, card_fraction=0.3) if ocr_pairs(r)][:6]
+    kinds = {r["id"]: r["kind"] for r in records}
+    assert set(kinds.values()) == {"card", "scene"}
+    samples = held_out_samples(records, tmp_path, "ocr-test")
+    assert [s.source for s in samples] == [f"ocr-test/{r['kind']}" for r in records]
+    for own, swapped in zip(samples, rotate_images(samples)):
+        other = Path(swapped.image_path).stem
+        assert other != own.id and kinds[other] == kinds[own.id] and swapped.messages == own.messages
+
+
+def test_sweep_plot_draws_the_blind_level_and_says_its_axis_is_zoomed():
+    sweep = pd.DataFrame(
+        {
+            "size": [256, 64, 128],
+            "Overall": [3.0, 1.0, 2.0],
+            "Caption": [4.0, 2.0, 3.0],
+            "OCR": [2.0, 0.0, 1.0],
+            "Overall blind": [2.5, 1.5, 2.0],
+        }
+    )
+    fitted = pd.DataFrame({"a": 0.0, "b": 1.0, "r2": 1.0}, index=["Overall", "Caption", "OCR"])
+    figure = sweep_plot(sweep, sweep.iloc[:0], fitted, "sweep")
+    ax = figure.axes[0]
+    blind = next(line for line in ax.get_lines() if line.get_label().startswith("Overall blind"))
+    assert list(blind.get_xdata()) == [64, 128, 256] and list(blind.get_ydata()) == [1.5, 2.0, 2.5]
+    assert blind.get_linestyle() == "--"
+    assert "zoomed" in ax.get_ylabel() and "0–100" in ax.get_ylabel()
 
 
 # --- log-linear fit -----------------------------------------------------------------------

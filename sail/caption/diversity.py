@@ -20,6 +20,7 @@ from collections.abc import Callable, Mapping, Sequence
 
 import pandas as pd
 
+from sail.prose import listing, number, relation
 from sail.world.vocab import COLOURS, SHAPES
 
 _NOUNS = {
@@ -87,6 +88,19 @@ def diversity_table(
     table = pd.DataFrame.from_dict(rows, orient="index")
     table.insert(0, "captions", size)
     return table
+
+
+def diversity_comparison(table: pd.DataFrame, source: str, other: str) -> str:
+    """Every measure of `source` against `other`'s, grouped by where `source` is ahead, behind or
+    level (judged on the digits shown): a summary that cannot pick only the measures it wins."""
+    groups: dict[str, list[str]] = {"above": [], "below": [], "level with": []}
+    for measure in (column for column in table.columns if column != "captions"):
+        ours, theirs = table.loc[source, measure], table.loc[other, measure]
+        digits = 1 if measure == "mean words" else 0
+        groups[relation(ours, theirs, digits)].append(f"{measure} ({number(ours, digits)} vs {number(theirs, digits)})")
+    words = {"above": "ahead of", "below": "behind", "level with": "level with"}
+    parts = [f"{words[where]} {other} on {listing(found)}" for where, found in groups.items() if found]
+    return f"{source} is " + "; ".join(parts)
 
 
 def diversity_plot(table: pd.DataFrame, reference: str, ax=None):

@@ -6,6 +6,9 @@
   size-colour-shape triples, positions = object + cell, relations, text (quoted texts and card
   facts). In the spirit of CAPTURE, which matches the objects, attributes and relations a caption
   mentions against those of a reference.
+- `blind_pair_f1`: what the same captions score without their images (against another image's
+  record, or the best single caption given to every image): the level a captioner that ignores
+  its image reaches, which any claim about captions must clear.
 - `quality_plot`: grouped bars of one metric per element type, one bar per source.
 - `shortfall_text`, `weakest_elements`, `caption_examples`: where a source falls short, written
   from the table; examples of every source's captions in full, as a markdown table.
@@ -22,6 +25,7 @@ import json
 import os
 import random
 import re
+from collections import Counter
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -71,6 +75,33 @@ def caption_quality(captions_by_source: Mapping[str, Sequence[str]], records: Se
     frame.index.name = "source"
     frame["n"] = frame["n"].astype(int)
     return frame
+
+
+BLIND_CANDIDATES = 16  # the commonest distinct captions tried as the one caption given to every image
+
+
+def blind_pair_f1(
+    captions: Sequence[str], records: Sequence[dict], candidates: int = BLIND_CANDIDATES
+) -> dict[str, float]:
+    """Colour–shape pair F1 of `captions` as their images deserve ("own") and as a captioner that
+    ignores its image would earn it: each caption against the next image's record ("rotated
+    records", the last against the first), and the best of the `candidates` commonest distinct
+    captions written for every image ("best constant caption"). "blind" is the higher of the two.
+
+    A captioner that writes one caption whatever it sees scores its own pair F1 at this level; a
+    captioner that describes each image scores above it, by how much it looked."""
+    captions, records = list(captions), list(records)
+    if len(captions) != len(records) or not records:
+        raise ValueError(f"{len(captions)} captions for {len(records)} records: need as many, at least one")
+    rotated = score_captions(captions, records[1:] + records[:1])["pair_f1"]
+    commonest = [caption for caption, _ in Counter(captions).most_common(candidates)]
+    constant = max(score_captions([caption] * len(records), records)["pair_f1"] for caption in commonest)
+    return {
+        "own": score_captions(captions, records)["pair_f1"],
+        "rotated records": rotated,
+        "best constant caption": constant,
+        "blind": max(rotated, constant),
+    }
 
 
 def headline_table(quality: pd.DataFrame, metric: str = "f1") -> pd.DataFrame:
@@ -339,10 +370,12 @@ def judge_summary(judgements: pd.DataFrame) -> pd.DataFrame:
 
 __all__ = [
     "score_after",
+    "BLIND_CANDIDATES",
     "HEADLINE",
     "JUDGE_PROMPT",
     "RUBRIC",
     "RUBRIC_COLUMNS",
+    "blind_pair_f1",
     "caption_examples",
     "caption_quality",
     "headline_table",

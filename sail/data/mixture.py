@@ -21,7 +21,7 @@ import math
 import os
 import random
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from PIL import Image
@@ -142,6 +142,21 @@ def write_samples(samples: Sequence[Sample], directory: str | os.PathLike) -> Pa
         annotation = directory / f"{source}.jsonl"
         entries[source] = {"root": "/", "annotation": annotation, "length": write_source(rows, annotation)}
     return write_meta(directory / "mixture.meta.json", entries)
+
+
+def rotate_images(samples: Sequence[Sample]) -> list[Sample]:
+    """`samples` with each one's images taken from the next sample of the same source (the last
+    from the first). The answers stay, the images no longer fit them: a model that answers from
+    the image loses more on these, one that answers from the question alone loses the same.
+    Rotating within a source keeps every question's kind of image (a card, a scene)."""
+    by_source: dict[str, list[int]] = {}
+    for index, sample in enumerate(samples):
+        by_source.setdefault(sample.source, []).append(index)
+    rotated = list(samples)
+    for indices in by_source.values():
+        for here, there in zip(indices, indices[1:] + indices[:1]):
+            rotated[here] = replace(samples[here], image_paths=samples[there].image_paths)
+    return rotated
 
 
 class MixtureError(ValueError):

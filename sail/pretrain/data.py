@@ -110,7 +110,11 @@ def padding_share(batch: dict) -> float:
 
 
 def held_out_samples(records: list[dict], out_dir: str | os.PathLike, source: str) -> list[Sample]:
-    """Test records' OCR conversations as `Sample`s, their images rendered into `out_dir`."""
+    """Test records' OCR conversations as `Sample`s, their images rendered into `out_dir`.
+
+    Each sample's source is `<source>/<record kind>` (card or scene), so `rotate_images` swaps a
+    card's image for another card's and a scene's for another scene's: the swapped image still
+    fits the question's kind, only not its answer."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     samples = []
@@ -121,5 +125,5 @@ def held_out_samples(records: list[dict], out_dir: str | os.PathLike, source: st
             message for prompt, answer in ocr_pairs(record) for message in (("user", prompt), ("assistant", answer))
         )
         turns = (("user", f"{IMAGE_PLACEHOLDER}\n{turns[0][1]}"), *turns[1:])
-        samples.append(Sample(record["id"], source, (str(path),), turns))
+        samples.append(Sample(record["id"], f"{source}/{record['kind']}", (str(path),), turns))
     return samples

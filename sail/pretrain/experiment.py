@@ -16,7 +16,7 @@ from pathlib import Path
 import torch
 from transformers import AutoModelForImageTextToText, PreTrainedModel, ProcessorMixin
 
-from sail.data.mixture import Sample, write_samples
+from sail.data.mixture import Sample, rotate_images, write_samples
 from sail.model import ImageOnlyInternVLProcessor
 from sail.pretrain.data import sample_collate
 from sail.pretrain.scores import evaluate, qa_accuracy
@@ -45,6 +45,11 @@ class Evaluation:
     ocr_records: Sequence[dict]
     ocr_samples: Sequence[Sample]  # teacher-forced OCR answers: a reading signal below generation's floor
 
+    def swapped_ocr_samples(self) -> list[Sample]:
+        """The OCR answers with each image taken from the next OCR record of its kind: the answer
+        loss a model earns without reading, against which its own answer loss means something."""
+        return rotate_images(self.ocr_samples)
+
 
 def run_point(
     run: Run,
@@ -62,6 +67,10 @@ def run_point(
     **overrides,
 ) -> dict:
     """Train `run` from `start(seed)` and return its scores, budget and time (one flat row).
+
+    The scores are `evaluate`'s (each with its blind level), the teacher-forced OCR answer loss
+    and the same loss with swapped images ("OCR answer loss swapped"): a model that reads loses
+    more when the image does not hold the answer.
 
     The run's checkpoints are removed afterwards (a sweep keeps rows, not dozens of models);
     `save_to` keeps this run's model in Hugging Face format for the next notebook. With `launch`,
@@ -108,7 +117,9 @@ def run_point(
         shutil.rmtree(out / "start")
     shutil.rmtree(out / "checkpoints")
     scores = evaluate(model, processor, evaluation.caption_records, evaluation.ocr_records)
-    ocr_loss = validation_loss(model, sample_collate(processor), evaluation.ocr_samples, batch_size=64)
+    collate = sample_collate(processor)
+    ocr_loss = validation_loss(model, collate, evaluation.ocr_samples, batch_size=64)
+    swapped_loss = validation_loss(model, collate, evaluation.swapped_ocr_samples(), batch_size=64)
     if save_to is not None:
         model.save_pretrained(save_to)
         processor.save_pretrained(save_to)
@@ -124,6 +135,7 @@ def run_point(
         "tokens": spent["tokens"],
         **scores,
         "OCR answer loss": ocr_loss,
+        "OCR answer loss swapped": swapped_loss,
         "train seconds": round(spent["seconds"], 1),
         "final loss": spent["final_loss"],
         "processes": spent["processes"],
@@ -154,13 +166,16 @@ def sft_probe(
     **overrides,
 ) -> list[dict]:
     """The same short SFT (every module trains) from each pretrained checkpoint: does the order
-    pretraining gave them survive? One row per checkpoint, with VQA accuracy before and after.
+    pretraining gave them survive? One row per checkpoint, with VQA accuracy before and after,
+    and after SFT its blind level ("VQA blind"), the interval of the gap to it ("VQA low",
+    "VQA high") and how many different answers the model gave ("VQA distinct answers"): an order
+    between two checkpoints both at their blind level is an order between two guessers.
     `overrides` (global_batch, micro_batch) replace the SFT recipe's batch."""
     rows = []
     for label, path in checkpoints.items():
         model = AutoModelForImageTextToText.from_pretrained(path)
         processor = ImageOnlyInternVLProcessor.from_pretrained(path)
-        before = qa_accuracy(model, processor, qa_records, seed)
+        before = qa_accuracy(model, processor, qa_records, seed)["VQA"]
         stage = recipes.stage(
             "sft-knowledge",
             profile,
@@ -174,11 +189,13 @@ def sft_probe(
         shutil.rmtree(out, ignore_errors=True)
         result = train(model, stage, out, mixed_precision=mixed_precision, progress=False)
         shutil.rmtree(out / "checkpoints")
+        after = qa_accuracy(model, processor, qa_records, seed)
         rows.append(
             {
                 "checkpoint": label,
                 "VQA before SFT": before,
-                "VQA after SFT": qa_accuracy(model, processor, qa_records, seed),
+                "VQA after SFT": after.pop("VQA"),
+                **after,
                 "sft steps": result.steps,
                 "sft seconds": round(result.seconds, 1),
             }
