@@ -29,6 +29,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from sail.eval.card import markdown_table
+
 VERDICTS = ("agrees", "disagrees", "within noise", "not testable")
 RULES = {
     "not testable": "no compared arm scores above its blind level (what a model that ignores the image "
@@ -321,7 +323,7 @@ def distilled_captions(captioner: dict, production: dict, captioner_seeds: Mappi
     """H1: distilled captions describe the image far better than alt-text and weak captions."""
     pair = {source: scores["objects"] for source, scores in captioner["quality_headline"].items()}
     ours, other = pair["captioner (caption)"], max(pair["alt_text"], pair["weak"])
-    blind = captioner["captioner_blind"]["objects"]
+    blind = captioner["blind_pair_f1"]["captioner (caption)"]["blind"]
     spread, source = _captioner_seed_spread(captioner_seeds)
     difference = 100 * (ours - other)
     arm = Arm("the captioner", 100 * ours, 100 * blind, 100 * spread)
@@ -536,3 +538,61 @@ def claims(results: Mapping[str, dict], captioner_seeds: Mapping | None = None) 
 def counts(rows: Sequence[dict]) -> dict[str, int]:
     """How many claims got each verdict, every verdict listed."""
     return {name: sum(row["verdict"] == name for row in rows) for name in VERDICTS}
+
+
+README_START = "<!-- claims: written by `python -m sail.claims` from the reference run; do not edit by hand -->"
+README_END = "<!-- /claims -->"
+
+
+def readme_section(report: Mapping, paper: Mapping) -> str:
+    """The README's account of the reference run: the rules, the verdict counts, the claims table
+    (from `claims.json`) and the final model's Table 1 row beside its blind level (from notebook
+    09's results), between the markers `README_START` and `README_END`."""
+    final = paper["final_model"]
+    means = final["averages"]
+    rules = "\n".join(f"- **{name}**: {text}." for name, text in report["rules"].items())
+    tally = ", ".join(f"{count} {name}" for name, count in report["counts"].items())
+    rows = [{**row, "verdict": f"**{row['verdict']}**"} for row in report["claims"]]
+    return f"""{README_START}
+The rules, checked in this order:
+
+{rules}
+
+In the reference run, of {len(rows)} claims: {tally}.
+
+{markdown_table(rows, ["id", "claim", "paper", "ours", "verdict"])}
+
+Why, from the run's numbers:
+
+{markdown_table(rows, ["id", "verdict", "why"])}
+
+The final model ({final["checkpoint"]}) on notebook 08's benchmarks, each score beside its blind level:
+
+{markdown_table(final["rows"], final["columns"])}
+
+Overall (mean over the {means["benchmarks"]} benchmarks): {means["overall"]}, blind level {means["blind overall"]};
+mean of the {means["groups"]} group averages: {means["group mean"]}, blind level {means["blind group mean"]}.
+{README_END}"""
+
+
+def write_readme(readme: str | Path, run_dir: str | Path) -> Path:
+    """Replace the README's claims section with the one `run_dir` (e.g. outputs/tiny) makes."""
+    readme, run_dir = Path(readme), Path(run_dir)
+    text = readme.read_text()
+    if README_START not in text or README_END not in text:
+        raise ValueError(f"{readme} has no claims section: add the lines {README_START!r} and {README_END!r}")
+    section = readme_section(
+        json.loads((run_dir / "claims.json").read_text()),
+        json.loads((run_dir / "results" / "09_paper.json").read_text()),
+    )
+    head, rest = text.split(README_START, 1)
+    readme.write_text(head + section + rest.split(README_END, 1)[1])
+    return readme
+
+
+if __name__ == "__main__":
+    import sys
+
+    if len(sys.argv) != 3:
+        sys.exit("usage: python -m sail.claims README.md outputs/tiny")
+    print(f"wrote {write_readme(sys.argv[1], sys.argv[2])}")

@@ -35,10 +35,17 @@ def relation(ours: float, other: float, digits: int = 3) -> str:
     return "above" if ours > other else "below"
 
 
+def possessive(name: str) -> str:
+    """ "the teacher's", "the alt-text rows'", and a name already possessive ("the alt-text's") as it is."""
+    if name.endswith(("'s", "s'")):
+        return name
+    return f"{name}'" if name.endswith("s") else f"{name}'s"
+
+
 def versus(name: str, ours: float, other: float, other_name: str, digits: int = 3) -> str:
     """ "<name> is a, above/below/level with <other_name>'s b"."""
     shown_ours, shown_other = number(ours, digits), number(other, digits)
-    return f"{name} is {shown_ours}, {relation(ours, other, digits)} {other_name}'s {shown_other}"
+    return f"{name} is {shown_ours}, {relation(ours, other, digits)} {possessive(other_name)} {shown_other}"
 
 
 def listing(items: Sequence[str]) -> str:

@@ -235,7 +235,7 @@ def test_the_curriculum_claim_needs_answers_that_change_with_the_image():
 def _captioner(ours: float, blind: float) -> tuple[dict, dict]:
     headline = {"captioner (caption)": {"objects": ours}, "alt_text": {"objects": 0.5}, "weak": {"objects": 0.0}}
     production = {"headline": {"pair F1": 0.6, "alt-text pair F1": 0.4}}
-    return {"quality_headline": headline, "captioner_blind": {"objects": blind}}, production
+    return {"quality_headline": headline, "blind_pair_f1": {"captioner (caption)": {"blind": blind}}}, production
 
 
 def test_distilled_captions_take_their_spread_from_the_seed_bench_and_need_a_captioner_that_sees():

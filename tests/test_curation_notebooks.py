@@ -8,7 +8,7 @@ import pytest
 from huggingface_hub import ModelCard
 from notebook_runner import sail_run
 
-from sail.claims import claims, read_results
+from sail.claims import VERDICTS, claims, read_results
 from sail.eval.report import PIPELINE_CHECKPOINTS
 
 pytestmark = pytest.mark.notebook
@@ -229,12 +229,15 @@ def test_curation_then_captioner(tmp_path):
     assert run.returncode == 0, run.stderr[-3000:]
     report = json.loads((artifacts.parent / "claims.json").read_text())
     assert [row["id"] for row in report["claims"]] == [row["id"] for row in claims(read_results(artifacts))]
-    assert {row["verdict"] for row in report["claims"]} <= {"agrees", "disagrees", "within noise"}
+    assert {row["verdict"] for row in report["claims"]} <= set(VERDICTS)
+    assert sum(report["counts"].values()) == len(report["claims"])
     card = ModelCard.load(artifacts / "sft-preference" / "README.md")
     final = evaluation["table1"]["sft-preference"]
     assert {r.dataset_type.removeprefix("sail-world/"): r.metric_value for r in card.data.eval_results} == {
         column.split(" / ")[1]: round(score, 2) for column, score in final.items() if not column.endswith("average")
     }
+    index = (artifacts.parent / "index.html").read_text()
+    assert all(f"<td>{row['id']}</td><td>{row['verdict']}</td>" in index for row in report["claims"])
 
 
 def test_curation_reads_a_crafted_shard_safely_and_its_card_counts_the_drops(tmp_path):

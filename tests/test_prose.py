@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from sail.prose import change, listing, number, relation, takeaways, versus
+from sail.prose import change, listing, number, possessive, relation, takeaways, versus
 
 
 def test_numbers_are_shown_as_counts_or_fractions():
@@ -29,6 +29,13 @@ def test_versus_compares_against_a_named_baseline():
     )
     assert versus("its text F1", 0.0, 0.41, "the teacher") == "its text F1 is 0.000, below the teacher's 0.410"
     assert versus("x", 0.5001, 0.5004, "y") == "x is 0.500, level with y's 0.500"
+
+
+def test_a_possessive_is_written_once():
+    assert possessive("the teacher") == "the teacher's"
+    assert possessive("the alt-text's") == "the alt-text's"  # no "'s's"
+    assert possessive("the weak rows") == "the weak rows'"  # no "rows's"
+    assert versus("x", 1.0, 2.0, "the alt-text's", 1) == "x is 1.0, below the alt-text's 2.0"
 
 
 def test_takeaways_are_a_titled_bullet_list():

@@ -115,24 +115,41 @@ def test_the_reference_run_s_sft_kept_its_own_checks():
 
 def test_the_reference_run_s_claims_are_what_its_results_say_and_fit_the_memory_budget():
     """claims.json is `sail.claims` applied to the committed results (a verdict edited by hand, or a
-    claim whose inputs changed without a rerun, fails here), the final model's card carries 08's row,
-    and no notebook's processes held more than the 4 GB the tiny pipeline is allowed."""
-    from huggingface_hub import ModelCard
-
+    claim whose inputs changed without a rerun, fails here), and no notebook's processes held more
+    than the 4 GB the tiny pipeline is allowed."""
     from sail.claims import claims, read_results
 
-    assert json.loads((RUN / "claims.json").read_text())["claims"] == claims(read_results(RUN / "results"))
-    card = ModelCard.load(RUN / "results" / "sft-preference.md")
-    final = _results("08_evaluation")["table1"]["sft-preference"]
-    assert {r.dataset_type.removeprefix("sail-world/"): r.metric_value for r in card.data.eval_results} == {
-        column.split(" / ")[1]: round(score, 2) for column, score in final.items() if not column.endswith("average")
-    }
+    seeds = json.loads((REPO / "bench" / "results" / "captioner_seeds.json").read_text())
+    assert json.loads((RUN / "claims.json").read_text())["claims"] == claims(read_results(RUN / "results"), seeds)
     peaks = {stem: entry["peak_memory_mb"] for stem, entry in MANIFEST["notebooks"].items()}
     assert 0 < max(peaks.values()) <= 4096, peaks
 
 
-def test_the_readme_s_claims_table_is_the_reference_run_s():
+def test_readme_index_card_and_claims_json_say_the_same():
+    """One account of the run in four places: the README's section is the one `python -m sail.claims`
+    writes from claims.json and 09's results; the index shows every claim's verdict, ours and why and
+    the final model's row; the card's table is that row, and its metadata 08's scores."""
+    import html
+
+    from huggingface_hub import ModelCard
+
+    from sail.claims import README_END, README_START, readme_section
+    from sail.eval.card import markdown_table
+
+    report, paper = json.loads((RUN / "claims.json").read_text()), _results("09_paper")
     readme = (REPO / "README.md").read_text()
-    for row in json.loads((RUN / "claims.json").read_text())["claims"]:
-        line = next((line for line in readme.splitlines() if line.startswith(f"| {row['id']} | ")), "")
-        assert line.endswith(f"| {row['ours']} | **{row['verdict']}** |"), f"README's {row['id']} row: regenerate it"
+    section = README_START + readme.split(README_START, 1)[1].split(README_END, 1)[0] + README_END
+    assert section == readme_section(report, paper), "regenerate it: python -m sail.claims README.md outputs/tiny"
+    index = (RUN / "index.html").read_text()
+    for row in report["claims"]:
+        cells = (row["id"], row["verdict"], row["ours"], row["paper"], row["why"])
+        assert "".join(f"<td>{html.escape(str(cell))}</td>" for cell in cells) in index, row["id"]
+    final = paper["final_model"]
+    for row in final["rows"]:
+        assert "".join(f"<td>{html.escape(str(row[c]))}</td>" for c in final["columns"]) in index
+    card = ModelCard.load(RUN / "results" / f"{final['checkpoint']}.md")
+    assert markdown_table(final["rows"], final["columns"]) in card.text
+    scores = _results("08_evaluation")["table1"][final["checkpoint"]]
+    assert {r.dataset_type.removeprefix("sail-world/"): r.metric_value for r in card.data.eval_results} == {
+        column.split(" / ")[1]: round(score, 2) for column, score in scores.items() if not column.endswith("average")
+    }
