@@ -18,11 +18,11 @@ from sail.eval.benchmarks import (
     check_no_train_overlap,
     score_benchmark,
 )
+from sail.eval.blind import BlindLevel
 from sail.eval.generation import BackendUnavailableError, Generator, image_messages
 from sail.eval.report import (
-    above_chance,
-    chance_column,
-    chance_scores,
+    blind_column,
+    distinct_answers,
     evaluate,
     evaluate_checkpoints,
     load_benchmarks,
@@ -202,7 +202,7 @@ def test_the_pipeline_checkpoints_in_the_order_made_or_the_captioner_before_any(
     ]
 
 
-def test_question_intervals_and_the_verdict_against_chance(suite):
+def test_question_intervals_pool_item_scores_and_yes_no_correctness(suite):
     rows = {"WorldVQA": suite["WorldVQA"][:4], "WorldPOPE": suite["WorldPOPE"][:6]}
     answers = {"WorldVQA": [_perfect(r) for r in rows["WorldVQA"][:2]] + ["zebra", "zebra"]}
     answers["WorldPOPE"] = [r["answer"] for r in rows["WorldPOPE"][:3]] + ["maybe"] * 3
@@ -213,23 +213,35 @@ def test_question_intervals_and_the_verdict_against_chance(suite):
     assert scores.tolist() == [1.0, 1.0, 0.0, 0.0, 1.0, 1.0, 1.0, 0.0, 0.0, 0.0]
     interval = question_intervals(results, rows).loc["m"]
     assert interval["question score"] == 50.0 and interval["low"] < 50 < interval["high"] and interval["n"] == 10
-    table = table1(results)
-    verdict = above_chance(table, chance_column(table, {"WorldPOPE": 60.0}), "m")
-    assert verdict["above chance"].to_dict() == {
-        ("General VQA", "WorldVQA"): True,
-        ("Hallucination", "WorldPOPE"): False,
+    # WorldVQA: two golds and "zebra"; WorldPOPE: the golds Yes, No, No and "maybe"
+    assert distinct_answers(results).to_dict() == {"m": {"WorldVQA": 3, "WorldPOPE": 3}}
+
+
+def test_the_blind_column_averages_its_benchmarks_as_table1_averages_scores(suite):
+    names = ("WorldVQA", "WorldRelationMCQ", "WorldCountVQA")
+    results = {
+        "m": {
+            name: {**score_benchmark(name, suite[name], ["x"] * len(suite[name])), "predictions": ["x"]}
+            for name in names
+        }
     }
-
-
-def test_chance_is_the_best_a_model_that_never_looks_can_count_on(suite):
-    # Four-option questions whose gold letters are A, A, A, B: a random letter gets 25, always "A" 75.
-    mcq = [dict(row, answer=letter) for row, letter in zip(suite["WorldRelationMCQ"], "AAAB")]
-    # Two "Yes" and two "No": a coin's F1 is near 50; always "Yes" has precision 1/2 and recall 1,
-    # F1 = 2/3 (the coin scores below it).
-    pope = [dict(row, answer=answer) for row, answer in zip(suite["WorldPOPE"], ("Yes", "No", "Yes", "No"))]
-    # Counts 3, 3, 0 (ten agreeing human answers each): always "3" is right on two of three.
-    counts = [dict(row, answer=str([n] * 10)) for row, n in zip(suite["WorldCountVQA"], ("3", "3", "0"))]
-    levels = chance_scores({"WorldRelationMCQ": mcq, "WorldPOPE": pope, "WorldCountVQA": counts})
-    assert levels["WorldRelationMCQ"] == pytest.approx(75.0)
-    assert levels["WorldPOPE"] == pytest.approx(200 / 3)
-    assert levels["WorldCountVQA"] == pytest.approx(200 / 3)
+    table = table1(results)
+    levels = {name: BlindLevel(score, "a", score, "a", (0.0, 1.0)) for name, score in zip(names, (10.0, 30.0, 60.0))}
+    column = blind_column(table, levels)
+    assert column.to_dict() == {
+        ("General VQA", "WorldVQA"): 10.0,
+        ("General VQA", "WorldRelationMCQ"): 30.0,
+        ("Math & Knowledge", "WorldCountVQA"): 60.0,
+        ("General VQA", "average"): 20.0,
+        ("Math & Knowledge", "average"): 60.0,
+        ("Overall", "average"): pytest.approx(100 / 3),  # over benchmarks, not the groups' (20 + 60) / 2
+    }
+    without = blind_column(table, {name: levels[name] for name in names[1:]})
+    assert without.isna().to_dict() == {
+        ("General VQA", "WorldVQA"): True,
+        ("General VQA", "WorldRelationMCQ"): False,
+        ("Math & Knowledge", "WorldCountVQA"): False,
+        ("General VQA", "average"): True,
+        ("Math & Knowledge", "average"): False,
+        ("Overall", "average"): True,
+    }

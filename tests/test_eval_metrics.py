@@ -166,6 +166,36 @@ def test_extract_choice(pred, expected):
     assert extract_choice(pred, PETS) == expected
 
 
+# A refusal offered as an option, as some multiple-choice sets add one.
+WITH_REFUSALS = {"A": "dog", "B": "cat", "C": "Cannot determine the answer", "D": "None of the above"}
+
+
+@pytest.mark.parametrize(
+    "pred, expected",
+    [
+        ("C", "C"),  # the letter of the refusal option is an answer like any other
+        # VLMEvalKit's refusal sentences end the search as 'Z' (unresolved, scored wrong) before any
+        # letter or option text is looked at, even when the sentence is an option's own text.
+        ("Cannot determine the answer", None),
+        ("C. Cannot determine the answer", None),
+        ("cannot determine the answer", "C"),  # the refusal check is case-sensitive; the text rule is not
+        ("None of the above", "D"),  # not a refusal sentence: read by its option text
+        ("D. None of the above", "D"),
+        ("Z. None of the above", None),  # a 'Z' token without any option letter: unresolved
+        ("the answer is b", "B"),  # the phrase regex ignores case; letter tokens do not
+    ],
+)
+def test_extract_choice_reads_refusals_as_vlmevalkit_does(pred, expected):
+    assert extract_choice(pred, WITH_REFUSALS) == expected
+
+
+def test_an_api_failure_message_skips_the_letters_but_not_the_option_texts():
+    shapes = {"A": "a red square shape", "B": "a blue circle shape"}
+    # "A" would be a letter token; the failure message makes VLMEvalKit skip letters (False, not 'Z')
+    assert extract_choice("Failed to obtain answer via API: A", shapes) is None
+    assert extract_choice("Failed to obtain answer via API: a blue circle shape", shapes) == "B"
+
+
 def test_extract_choice_validates_and_does_not_mutate():
     choices = {"A": "Red", "B": "Blue"}
     assert extract_choice("blue", choices) == "B"

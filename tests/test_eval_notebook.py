@@ -39,6 +39,9 @@ def test_evaluation_notebook_writes_table1_json(tmp_path, tiny_model_dir):
         "-p",
         "train_check_records",
         "500",
+        "-p",
+        "look_samples",
+        "2",
     )
     assert run.returncode == 0, run.stderr[-3000:]
     results = json.loads((artifacts / "08_evaluation.json").read_text())
@@ -55,6 +58,31 @@ def test_evaluation_notebook_writes_table1_json(tmp_path, tiny_model_dir):
         "Hallucination / average",
         "Overall / average",
     ]
+    # The blind level: every benchmark's, its group's mean and Overall's, the mean over benchmarks.
+    blind = results["blind"]
+    names = [key for key in rows if not key.endswith("/ average")]
+    assert set(blind) == set(rows) and set(results["blind_answers"]) == set(scores)
+    assert blind["Overall / average"] == pytest.approx(sum(blind[k] for k in names) / len(names))
+    assert "chance" not in results
+    for key in ("distinct_answers", "exploiting_answers", "versus_blind"):
+        assert set(results[key]) == {"tiny-vlm"} and set(results[key]["tiny-vlm"]) == set(scores)
+    assert all(
+        1 <= results["distinct_answers"]["tiny-vlm"][name] <= s["n"] == len(s["predictions"])
+        for name, s in scores.items()
+    )
+    for interval in results["versus_blind"]["tiny-vlm"].values():
+        assert interval["low"] <= interval["difference"] <= interval["high"]
+    final = results["final"]
+    assert final["checkpoint"] == "tiny-vlm"
+    assert sorted(final["above chance"] + final["below chance"]) == sorted(scores)
+    for name, row in final["rows"].items():
+        assert row["score"] == scores[name]["score"] and 0 <= row["swapped score"] <= 100
+        assert row["difference"] == results["versus_blind"]["tiny-vlm"][name]["difference"]
+        assert row["above chance"] == (row["low"] > 0 and row["swapped low"] > 0) == (name in final["above chance"])
+    assert results["headline"]["tiny-vlm benchmarks above chance"] == len(final["above chance"])
+    reliance = results["image_reliance"]["tiny-vlm"]
+    assert reliance["image gain"] == pytest.approx(reliance["swapped images"] - reliance["own images"])
+    assert reliance["low"] <= reliance["image gain"] <= reliance["high"]
 
 
 def test_a_missing_checkpoint_fails_in_the_validation_cell(tmp_path):

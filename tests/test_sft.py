@@ -7,15 +7,33 @@ import json
 import math
 import random
 
+import numpy as np
 import pytest
 from conftest import world_pool
 from PIL import Image
 
-from sail.data.mixture import Sample, read_mixture
-from sail.eval.benchmarks import WORLD_BENCHMARKS, build_benchmark, build_prompt, check_no_train_overlap
+from sail.data.mixture import read_mixture
+from sail.eval.benchmarks import (
+    WORLD_BENCHMARKS,
+    build_benchmark,
+    build_prompt,
+    check_no_train_overlap,
+    score_benchmark,
+)
 from sail.eval.report import question_scores
 from sail.sft.data import TIERS, reasoned_answer, short_answer, write_world_sft
-from sail.sft.experiment import halved_mixture, incremental, rotated_images, stage_shares, suite_samples
+from sail.sft.experiment import (
+    answer_profile,
+    answer_quotes,
+    answer_table,
+    halved_mixture,
+    incremental,
+    overall_interval,
+    rank_correlation,
+    ranking,
+    stage_shares,
+    suite_samples,
+)
 from sail.sft.judge import ChatJudge, RulesJudge, parse_scores
 from sail.world import split_of
 
@@ -157,6 +175,19 @@ class ScriptedVLM:
         return "no idea"
 
 
+def test_each_judge_names_itself_and_what_it_reads():
+    rules = RulesJudge()
+    assert (rules.name, rules.reads) == (
+        "rules",
+        "the world generator's metadata (question difficulty, the image's facts) and the answers' length and turns",
+    )
+    served = ScriptedVLM()
+    served.model = "Qwen2-VL-72B-Instruct"
+    assert ChatJudge(served).name == "Qwen2-VL-72B-Instruct"
+    assert ChatJudge(ScriptedVLM()).name == "ScriptedVLM"  # a client without a served model: its kind
+    assert ChatJudge(served).reads == "the samples' text and first image"
+
+
 def test_chat_judge_sends_the_conversation_and_its_first_image(tmp_path):
     Image.new("RGB", (6, 4), "red").save(tmp_path / "a.png")
     rows = [
@@ -225,9 +256,87 @@ def test_suite_samples_ask_the_suite_s_prompts_and_answer_with_its_gold(tmp_path
     assert Image.open(samples[3].image_path).size == mcq["image"].size
 
 
-def test_rotated_images_give_each_question_the_next_image_of_its_own_benchmark():
-    turns = (("user", "<image>\nq"), ("assistant", "a"))
-    samples = [Sample(f"{s}{i}", s, (f"{s}{i}.png",), turns) for s, i in (("A", 0), ("B", 0), ("A", 1), ("A", 2))]
-    rotated = rotated_images(samples)
-    assert [s.image_paths for s in rotated] == [("A1.png",), ("B0.png",), ("A2.png",), ("A0.png",)]
-    assert [(s.id, s.messages) for s in rotated] == [(s.id, s.messages) for s in samples]
+# --- what a run's answers are worth: Overall's interval, the answer profile, rankings -------
+
+
+def _scored(benchmarks: dict, predictions: dict) -> dict:
+    return {
+        name: {**score_benchmark(name, rows, predictions[name]), "predictions": predictions[name]}
+        for name, rows in benchmarks.items()
+    }
+
+
+@pytest.fixture(scope="module")
+def vqa_and_pope():
+    return {name: build_benchmark(name, 24) for name in ("WorldVQA", "WorldPOPE")}
+
+
+def test_an_answer_wrong_everywhere_gives_overall_an_interval_of_width_zero(vqa_and_pope):
+    results = _scored(vqa_and_pope, {name: ["zebra"] * len(rows) for name, rows in vqa_and_pope.items()})
+    interval = overall_interval(results, vqa_and_pope)
+    assert (interval.mean, interval.low, interval.high, interval.n) == (0.0, 0.0, 0.0, 48)
+
+
+def test_overall_interval_resamples_headlines_that_are_not_means_and_holds_the_mean(vqa_and_pope):
+    pope = vqa_and_pope["WorldPOPE"]
+    assert {row["answer"] for row in pope} == {"Yes", "No"}
+    # one answer everywhere, yet POPE's F1 moves with the share of "yes" questions drawn
+    results = _scored(vqa_and_pope, {"WorldVQA": ["zebra"] * 24, "WorldPOPE": ["Yes"] * 24})
+    interval = overall_interval(results, vqa_and_pope)
+    assert results["WorldPOPE"]["score"] > 0
+    assert interval.mean == pytest.approx(results["WorldPOPE"]["score"] / 2)  # VQA scores 0 in every draw
+    assert interval.low < interval.mean < interval.high
+    # half the VQA answers right: both headlines vary, the interval still holds Overall
+    right = [ast.literal_eval(row["answer"])[0] if i % 2 else "zebra" for i, row in enumerate(vqa_and_pope["WorldVQA"])]
+    results = _scored(vqa_and_pope, {"WorldVQA": right, "WorldPOPE": [row["answer"] for row in pope]})
+    interval = overall_interval(results, vqa_and_pope)
+    assert interval.mean == pytest.approx((50 + 100) / 2)
+    assert interval.low < interval.mean < interval.high < 100
+    assert overall_interval(results, vqa_and_pope, seed=1) != interval  # seeded: another seed, other draws
+    assert overall_interval(results, vqa_and_pope) == interval
+
+
+def test_a_mean_headline_resampled_from_its_items_is_the_re_scored_headline(vqa_and_pope):
+    rows = vqa_and_pope["WorldVQA"]
+    predictions = [ast.literal_eval(row["answer"])[0] if i % 3 else "zebra" for i, row in enumerate(rows)]
+    results = _scored({"WorldVQA": rows}, {"WorldVQA": predictions})
+    draws = np.random.default_rng(0).integers(0, len(rows), size=(200, len(rows)))
+    rescored = [score_benchmark("WorldVQA", [rows[i] for i in d], [predictions[i] for i in d])["score"] for d in draws]
+    interval = overall_interval(results, {"WorldVQA": rows})
+    assert (interval.low, interval.high) == pytest.approx(tuple(np.percentile(rescored, [2.5, 97.5])))
+
+
+def test_answer_profile_counts_stripped_answers_and_quotes_the_ones_given_by_prior():
+    results = {
+        "WorldPOPE": {"predictions": ["Yes", " Yes", "Yes\n", "No", "Yes."]},
+        "WorldVQA": {"predictions": ["red", "blue", "green", "red"]},
+    }
+    profile = answer_profile(results)
+    assert profile == {
+        "WorldPOPE": {"distinct": 3, "commonest": "Yes", "count": 3, "n": 5},
+        "WorldVQA": {"distinct": 3, "commonest": "red", "count": 2, "n": 4},
+    }
+    assert answer_quotes(profile) == ["WorldPOPE 'Yes' ×3 of 5", "WorldVQA 'red' ×2 of 4"]
+    assert answer_quotes(profile, share=0.6) == ["WorldPOPE 'Yes' ×3 of 5"]
+    assert answer_table([{"run": "mixed", "answers": profile}]) == {
+        "mixed": {"WorldPOPE": "'Yes' ×3 of 5", "WorldVQA": "'red' ×2 of 4"}
+    }
+
+
+def test_rankings_and_their_spearman_by_either_aggregate():
+    quick = [
+        {"tier": "knowledge", "question score": 11.6, "Overall": 12.1},
+        {"tier": "instruction", "question score": 9.4, "Overall": 14.0},
+        {"tier": "preference", "question score": 0.0, "Overall": 16.0},
+    ]
+    larger = [
+        {"tier": "knowledge", "question score": 12.2, "Overall": 20.0},
+        {"tier": "instruction", "question score": 10.0, "Overall": 11.0},
+        {"tier": "preference", "question score": 2.2, "Overall": 5.0},
+    ]
+    assert ranking(quick, "question score") == ["knowledge", "instruction", "preference"]
+    assert ranking(quick, "Overall") == ["preference", "instruction", "knowledge"]
+    assert rank_correlation(quick, larger, "question score") == pytest.approx(1.0)
+    assert rank_correlation(quick, larger, "Overall") == pytest.approx(-1.0)
+    level = [{**row, "Overall": 0.0} for row in quick]
+    assert math.isnan(rank_correlation(level, larger, "Overall"))  # all tied: no ranking to compare

@@ -19,6 +19,7 @@ sets get "Please answer yes or no. Answer the question using a single word or ph
 
 from __future__ import annotations
 
+import ast
 import hashlib
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
@@ -32,6 +33,7 @@ from sail.eval.metrics import (
     pope_metrics,
     relaxed_accuracy,
     vqa_accuracy,
+    yes_no,
 )
 from sail.world.questions import (
     GROUPS,
@@ -53,6 +55,8 @@ __all__ = [
     "build_benchmark",
     "build_prompt",
     "check_no_train_overlap",
+    "gold_text",
+    "question_items",
     "score_benchmark",
 ]
 
@@ -299,3 +303,29 @@ def score_benchmark(name: str, rows: Sequence[Mapping], predictions: Sequence[st
         by_category[str(row.get("category"))].append(value)
     details = {"per_category": {c: 100 * sum(v) / len(v) for c, v in sorted(by_category.items())}, "items": items}
     return {**out, "score": 100 * sum(items) / len(items), "details": details}
+
+
+def question_items(result: Mapping, rows: Sequence[Mapping], predictions: Sequence[str]) -> list[float]:
+    """Every question's own score in [0, 1], in row order, from `score_benchmark`'s `result` for
+    `predictions`: the item score (VQA accuracy, ANLS, relaxed accuracy, OCRBench, the option
+    letter) or, on the yes/no sets, whether the parsed yes/no is right. POPE's F1 and
+    HallusionBench's aAcc/fAcc/qAcc are not means over questions; these are, so they can be
+    bootstrapped and paired question by question."""
+    if "items" in result["details"]:
+        return list(result["details"]["items"])
+    return [float(yes_no(p) == str(row["answer"]).strip().lower()) for p, row in zip(predictions, rows)]
+
+
+def gold_text(answer) -> str:
+    """A gold answer as a reader reads it (and as a model is taught to say it): a list (or a
+    string holding a Python list literal, as VLMEvalKit's TSVs store several answers) becomes its
+    distinct answers joined by " / "."""
+    items = answer
+    if isinstance(answer, str):
+        try:
+            items = ast.literal_eval(answer)
+        except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
+            items = answer
+    if not isinstance(items, (list, tuple)):
+        return str(answer).strip()
+    return " / ".join(dict.fromkeys(str(item).strip() for item in items))

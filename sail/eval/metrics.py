@@ -18,6 +18,7 @@ import re
 import string
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
+from functools import lru_cache
 
 __all__ = [
     "anls",
@@ -200,7 +201,14 @@ def normalize_answer(text) -> str:
     Quirks kept: a digit-comma-digit anywhere ("1,000") makes *every* punctuation mark in the
     answer vanish instead of becoming a space; only the first 32 stray periods are removed.
     """
-    text = str(text).replace("\n", " ").replace("\t", " ").strip()
+    return _normalized(str(text))
+
+
+@lru_cache(maxsize=1 << 16)
+def _normalized(text: str) -> str:
+    """`normalize_answer` of a string, remembered: scoring a benchmark normalises the same gold
+    answers again for every prediction (and a blind level tries many predictions)."""
+    text = text.replace("\n", " ").replace("\t", " ").strip()
     return _words_digits_articles(_strip_punctuation(text))
 
 
@@ -216,11 +224,7 @@ def gold_list(answers) -> list[str]:
     answers) is unpacked; any other string is a single answer.  Items are turned into strings.
     """
     if isinstance(answers, str):
-        try:
-            parsed = ast.literal_eval(answers)
-        except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
-            parsed = None
-        golds = parsed if isinstance(parsed, list) else [answers]
+        golds = list(_parsed_golds(answers))
     elif isinstance(answers, Iterable):
         golds = list(answers)
     else:
@@ -228,6 +232,17 @@ def gold_list(answers) -> list[str]:
     if not golds:
         raise ValueError("no gold answers given")
     return [str(g) for g in golds]
+
+
+@lru_cache(maxsize=1 << 14)
+def _parsed_golds(answers: str) -> tuple:
+    """A gold string unpacked as `gold_list` does, remembered (parsing a list literal is slow and
+    every prediction scored against a row parses it again)."""
+    try:
+        parsed = ast.literal_eval(answers)
+    except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
+        parsed = None
+    return tuple(parsed) if isinstance(parsed, list) else (answers,)
 
 
 def vqa_accuracy(prediction, answers) -> float:

@@ -3,23 +3,23 @@
     benchmarks = load_benchmarks("", n=32, seed=0)          # world suite (or a TSV folder)
     results = evaluate_checkpoints({"captioner": path}, benchmarks, backend="hf")
     table = table1(results)                                  # rows: groups/benchmarks; cols: models
-    chance = chance_column(table, chance_scores(benchmarks)) # blind answering, where defined
-    plot_table1(table, chance)
+    levels = blind_levels(benchmarks, answers_given(results))  # what a model that never looks scores
+    plot_table1(table, blind_column(table, levels))
 
 Table 1 of the paper reports four group averages and an overall average; here every benchmark
 gets a row under its group, then one "average" row per group, then "Overall" = the mean over
 all benchmarks (the paper's Avg is over benchmarks, not over groups: its 2B row averages to
 69.1 while its four group means average to 70.4).
 
-What a reader sees is built here too: gold answers as text (`gold_text`), the chance level of
-the benchmarks that have one (`chance_scores`), the per-split breakdown, example answers, and
-the sentences that state this run's results (`findings`).
+What a reader sees is built here too: gold answers as text (`gold_text`), each benchmark's blind
+level (`sail.eval.blind`) laid along Table 1 (`blind_column`), the final model's verdict against
+it (`verdict`), the per-split breakdown, example answers, and the sentences that state this
+run's results (`findings`).
 """
 
 from __future__ import annotations
 
-import ast
-import random
+import re
 import textwrap
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -36,22 +36,35 @@ from sail.eval.benchmarks import (
     benchmark_spec,
     build_benchmark,
     build_prompt,
+    gold_text,
+    question_items,
     score_benchmark,
 )
+from sail.eval.blind import (
+    GUESSING,
+    YES_NO_METRICS,
+    BlindLevel,
+    above_chance,
+    blind_overall,
+    exploiting_answers,
+)
 from sail.eval.generation import Generator, image_messages
-from sail.eval.metrics import extract_choice, gold_list, yes_no
+from sail.eval.metrics import extract_choice, yes_no
 from sail.eval.tsv import read_tsv
-from sail.eval.uncertainty import score_interval
+from sail.eval.uncertainty import Interval, difference_interval, score_interval
 from sail.prose import listing, number, relation, versus
 
 __all__ = [
+    "BLIND",
+    "answers_given",
+    "blind_column",
     "breakdown",
-    "chance_column",
-    "chance_scores",
     "checkpoint_labels",
+    "distinct_answers",
     "evaluate",
     "evaluate_checkpoints",
     "examples",
+    "exploiting",
     "findings",
     "for_display",
     "gold_text",
@@ -59,11 +72,12 @@ __all__ = [
     "load_benchmarks",
     "plot_examples",
     "plot_table1",
+    "shown_answer",
     "table1",
+    "verdict",
 ]
 
-CHANCE = "chance (a guess or one answer)"
-YES_NO = ("pope", "hallusion")
+BLIND = "blind level"
 
 
 def load_benchmarks(
@@ -153,13 +167,7 @@ def question_scores(results: Mapping[str, Mapping], benchmarks: Mapping[str, Seq
     it has a bootstrap interval (`sail.eval.uncertainty`)."""
     values = []
     for name, result in results.items():
-        if "items" in result["details"]:
-            values += list(result["details"]["items"])
-        else:
-            values += [
-                float(yes_no(p) == str(row["answer"]).strip().lower())
-                for p, row in zip(result["predictions"], benchmarks[name])
-            ]
+        values += question_items(result, benchmarks[name], result["predictions"])
     return np.asarray(values, dtype=float)
 
 
@@ -172,14 +180,6 @@ def question_intervals(
         interval = score_interval(100 * question_scores(per_benchmark, benchmarks))
         rows[label] = {"question score": interval.mean, "low": interval.low, "high": interval.high, "n": interval.n}
     return pd.DataFrame(rows).T
-
-
-def above_chance(table: pd.DataFrame, chance: pd.Series, column: str) -> pd.DataFrame:
-    """Each benchmark's score in `column` against its chance level (0 where it has none)."""
-    benchmarks = [key for key in table.index if key[1] != "average"]
-    levels = chance.reindex(benchmarks).fillna(0.0)
-    scores = table.loc[benchmarks, column]
-    return pd.DataFrame({column: scores, CHANCE: levels, "above chance": scores > levels})
 
 
 def evaluate_checkpoints(
@@ -230,65 +230,110 @@ def table1(results: Mapping[str, Mapping[str, Mapping]]) -> pd.DataFrame:
 # ---------------------------------------------------------------------------------------------
 
 
-def gold_text(answer) -> str:
-    """A gold answer as a reader reads it: a list (or a string holding a Python list literal,
-    as VLMEvalKit's TSVs store several answers) becomes its distinct answers joined by " / "."""
-    items = answer
-    if isinstance(answer, str):
-        try:
-            items = ast.literal_eval(answer)
-        except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
-            items = answer
-    if not isinstance(items, (list, tuple)):
-        return str(answer).strip()
-    return " / ".join(dict.fromkeys(str(item).strip() for item in items))
-
-
-def chance_scores(benchmarks: Mapping[str, Sequence[Mapping]], draws: int = 200, seed: int = 0) -> dict[str, float]:
-    """{benchmark: the headline score (x100) a model that never looks at the image can count on}:
-    the best of one answer given to every question (always "A", always "Yes", always the most
-    rewarding of the gold answers) and, where answers are closed, random guessing (a uniformly
-    drawn option letter: the mean of 1/options; a fair coin per yes/no question, scored by the
-    benchmark's own metric, averaged over `draws` seeded draws). One answer matters: POPE's F1
-    gives always "Yes" 66.7 on a balanced set, above the coin's 50, and an open-ended set whose
-    answers repeat rewards its commonest one."""
-    rng = random.Random(seed)
-    out = {}
-    for name, rows in benchmarks.items():
-        metric = benchmark_spec(name, rows).metric
-        guess = 0.0
-        if metric == "choice" and all(row.get("choices") for row in rows):
-            guess = 100 * sum(1 / len(row["choices"]) for row in rows) / len(rows)
-            constants = sorted({letter for row in rows for letter in row["choices"]})
-        elif metric in YES_NO:
-            draws_scored = [
-                score_benchmark(name, rows, [rng.choice(("Yes", "No")) for _ in rows])["score"] for _ in range(draws)
-            ]
-            guess, constants = sum(draws_scored) / len(draws_scored), ["Yes", "No"]
-        else:
-            constants = sorted({gold_list(row["answer"])[0] for row in rows})
-        blind = max(score_benchmark(name, rows, [answer] * len(rows))["score"] for answer in constants)
-        out[name] = max(guess, blind)
+def answers_given(results: Mapping[str, Mapping[str, Mapping]]) -> dict[str, list[str]]:
+    """{benchmark: every answer any checkpoint gave}, the models' own strings that
+    `sail.eval.blind.blind_levels` tries as constants."""
+    out: dict[str, list[str]] = {}
+    for per_benchmark in results.values():
+        for name, result in per_benchmark.items():
+            out.setdefault(name, []).extend(map(str, result["predictions"]))
     return out
 
 
-def chance_column(table: pd.DataFrame, chance: Mapping[str, float]) -> pd.Series:
-    """`chance` laid along `table`'s rows: each benchmark's chance level, and a group's average
-    (and "Overall", over every benchmark) where each benchmark in it has one (NaN elsewhere)."""
+def shown_answer(answer: str) -> str:
+    """A constant answer as a reader can see it: quoted, runs of three or more spaces written as
+    "␣×n" (a padded string is otherwise blank on the page); "guessing" as it is."""
+    if answer == GUESSING:
+        return answer
+    return repr(re.sub(r" {3,}", lambda run: f"␣×{len(run.group())}", answer))
+
+
+def blind_column(table: pd.DataFrame, levels: Mapping[str, BlindLevel]) -> pd.Series:
+    """The blind levels laid along `table`'s rows: each benchmark's, each group's average over its
+    benchmarks and "Overall" over every benchmark, as Table 1 averages the scores (NaN for a
+    benchmark without a level, and for an average over one)."""
+    members = pd.Series(
+        {
+            (group, name): levels[name].score if name in levels else np.nan
+            for group, name in table.index
+            if name != "average"
+        },
+        dtype=float,
+    )
     values = {}
     for group, name in table.index:
         if name != "average":
-            values[(group, name)] = chance.get(name, float("nan"))
-    members = pd.Series(values, dtype=float)
-    for group, name in table.index:
-        if name == "average":
-            inside = members[[key for key in members.index if group == "Overall" or key[0] == group]]
-            values[(group, name)] = inside.mean() if len(inside) and inside.notna().all() else float("nan")
-    return pd.Series([values[key] for key in table.index], index=table.index, name=CHANCE)
+            values[(group, name)] = members[(group, name)]
+            continue
+        inside = members[[key for key in members.index if group == "Overall" or key[0] == group]]
+        values[(group, name)] = inside.mean() if len(inside) and inside.notna().all() else np.nan
+    return pd.Series([values[key] for key in table.index], index=table.index, name=BLIND)
+
+
+def distinct_answers(results: Mapping[str, Mapping[str, Mapping]]) -> pd.DataFrame:
+    """How many different raw answers each checkpoint gave on each benchmark (rows: benchmarks):
+    a handful over a whole benchmark means the answers cannot depend on the questions' images."""
+    return pd.DataFrame(
+        {
+            label: {name: len(set(map(str, r["predictions"]))) for name, r in per.items()}
+            for label, per in results.items()
+        }
+    )
+
+
+def exploiting(
+    results: Mapping[str, Mapping[str, Mapping]], benchmarks: Mapping[str, Sequence[Mapping]]
+) -> pd.DataFrame:
+    """Per benchmark (rows) and checkpoint: the answers that earn credit only through whitespace
+    (`sail.eval.blind.exploiting_answers`)."""
+    return pd.DataFrame(
+        {
+            label: {name: exploiting_answers(name, benchmarks[name], r["predictions"]) for name, r in per.items()}
+            for label, per in results.items()
+        }
+    )
+
+
+def verdict(
+    results: Mapping[str, Mapping],
+    swapped: Mapping[str, Mapping],
+    benchmarks: Mapping[str, Sequence[Mapping]],
+    levels: Mapping[str, BlindLevel],
+    versus_blind: Mapping[str, Interval],
+) -> pd.DataFrame:
+    """One checkpoint's results against its blind levels, one row per benchmark: the headline
+    "score" and "blind" level; the paired per-question "difference" (x100) from the blind constant
+    with its interval ("low", "high", from `versus_blind`); the "distinct answers" and "exploiting
+    answers"; the "swapped score" with each question's image swapped for another's (`swapped`:
+    the same checkpoint's results on `sail.eval.blind.swapped_images`) and the paired per-question
+    "swapped difference" (own − swapped, x100) with its interval; and "above chance", true only
+    when both intervals lie above 0 (`sail.eval.blind.above_chance`)."""
+    rows = {}
+    for name, result in results.items():
+        own = 100 * np.asarray(question_items(result, benchmarks[name], result["predictions"]))
+        other = swapped[name]
+        off = 100 * np.asarray(question_items(other, benchmarks[name], other["predictions"]))
+        image = difference_interval(own, off)
+        blind = versus_blind[name]
+        rows[name] = {
+            "score": result["score"],
+            "blind": levels[name].score,
+            "difference": blind.mean,
+            "low": blind.low,
+            "high": blind.high,
+            "distinct answers": len(set(map(str, result["predictions"]))),
+            "exploiting answers": exploiting_answers(name, benchmarks[name], result["predictions"]),
+            "swapped score": other["score"],
+            "swapped difference": image.mean,
+            "swapped low": image.low,
+            "swapped high": image.high,
+            "above chance": above_chance(blind, image),
+        }
+    return pd.DataFrame.from_dict(rows, orient="index")
 
 
 def for_display(frame: pd.DataFrame | pd.Series, digits: int = 1) -> pd.DataFrame:
-    """Rounded, with "–" where a value does not exist (a chance level a benchmark lacks)."""
+    """Rounded, with "–" where a value does not exist (a blind level a benchmark lacks)."""
     frame = frame.to_frame() if isinstance(frame, pd.Series) else frame
     return frame.round(digits).astype(object).where(frame.notna(), "–")
 
@@ -297,9 +342,11 @@ def _bar_positions(ax) -> dict[str, float]:
     return {label.get_text(): tick for tick, label in zip(ax.get_xticks(), ax.get_xticklabels())}
 
 
-def plot_table1(table: pd.DataFrame, chance: pd.Series | None = None):
-    """Two panels: every benchmark's score, and the group and overall averages, per checkpoint;
-    each bar carries its value, and a dashed black mark shows chance (`chance_scores`) where it exists."""
+def plot_table1(table: pd.DataFrame, blind: pd.Series | None = None):
+    """Two panels: every benchmark's score, and the group and overall averages, per checkpoint; a
+    dashed black mark shows the blind level (`blind_column`) where it exists. Only the averages
+    carry their values (upright, small): on a benchmark's many narrow bars labels would overlap,
+    and the table above gives every number."""
     long = table.reset_index().melt(id_vars=["group", "benchmark"], var_name="checkpoint", value_name="score")
     per_benchmark = long[long["benchmark"] != "average"]
     averages = long[long["benchmark"] == "average"]
@@ -307,16 +354,16 @@ def plot_table1(table: pd.DataFrame, chance: pd.Series | None = None):
     figure, axes = plt.subplots(1, 2, figsize=(width, 4.4), gridspec_kw={"width_ratios": [2.2, 1]})
     sns.barplot(per_benchmark, x="benchmark", y="score", hue="checkpoint", ax=axes[0], legend=False)
     sns.barplot(averages, x="group", y="score", hue="checkpoint", ax=axes[1], legend=False)
+    for container in axes[1].containers:
+        axes[1].bar_label(container, fmt="%.1f", fontsize=6, padding=2, rotation=90)
     for ax, key, title, xlabel in (
         (axes[0], "benchmark", "Score per benchmark", "benchmark"),
         (axes[1], "group", "Group averages and overall (Table 1 layout)", "group (Overall: mean over benchmarks)"),
     ):
-        for container in ax.containers:
-            ax.bar_label(container, fmt="%.1f", fontsize=7, padding=2)
-        if chance is not None:
+        if blind is not None:
             level = {
                 (n if key == "benchmark" else g): v
-                for (g, n), v in chance.items()
+                for (g, n), v in blind.items()
                 if (n != "average") == (key == "benchmark") and pd.notna(v)
             }
             for label, x in _bar_positions(ax).items():
@@ -325,15 +372,15 @@ def plot_table1(table: pd.DataFrame, chance: pd.Series | None = None):
         ax.tick_params(axis="x", rotation=35)
         for label in ax.get_xticklabels():
             label.set_horizontalalignment("right")
-        ax.set_ylim(0, 105)
+        ax.set_ylim(0, 115)
         ax.set_title(title)
         ax.set_xlabel(xlabel)
         ax.set_ylabel("score (×100)")
     handles = [plt.Rectangle((0, 0), 1, 1, color=bars.patches[0].get_facecolor()) for bars in axes[0].containers]
     labels = list(map(str, table.columns))
-    if chance is not None and chance.notna().any():
+    if blind is not None and blind.notna().any():
         handles.append(Line2D([], [], color="black", linestyle="--"))
-        labels.append("chance")
+        labels.append(BLIND)
     axes[1].legend(handles, labels, loc="upper left", bbox_to_anchor=(1.02, 1.0), frameon=False)
     figure.tight_layout()
     return figure
@@ -411,7 +458,7 @@ def _answer_formats(results, benchmarks) -> dict[str, dict[str, tuple[int, int]]
         counts: dict[str, list[int]] = {}
         for name, result in per_benchmark.items():
             rows, metric = benchmarks[name], result["metric"]
-            if metric in YES_NO:
+            if metric in YES_NO_METRICS:
                 read = [yes_no(p) is not None for p in result["predictions"]]
                 kind = "yes/no"
             elif metric == "choice":
@@ -437,12 +484,19 @@ def findings(
     results: Mapping[str, Mapping[str, Mapping]],
     benchmarks: Mapping[str, Sequence[Mapping]],
     table: pd.DataFrame,
-    chance: Mapping[str, float],
+    levels: Mapping[str, BlindLevel],
     seconds: float,
+    versus_blind: Mapping[str, Mapping[str, Interval]] | None = None,
+    final_verdict: pd.DataFrame | None = None,
+    final: str | None = None,
 ) -> dict[str, str]:
-    """Sentences stating this run's results, from the results: "overall", "groups", "chance"
-    (where a benchmark has a chance level), "formats" (how many yes/no and multiple-choice
-    answers the scorer could read) and "time".  Scores are x100, shown to one decimal."""
+    """Sentences stating this run's results, from the results: "overall" (the mean over the
+    benchmarks), "groups", "blind" (each benchmark's blind level, `sail.eval.blind`), "versus
+    blind" (per checkpoint, the benchmarks whose paired interval against the blind constant lies
+    above 0, given `versus_blind`), "exploits" (answers that score only through whitespace, where
+    there are any), "final" (given `final_verdict`, `verdict`'s frame for checkpoint `final`: the
+    benchmarks it is above chance on under both intervals), "formats" (how many yes/no and
+    multiple-choice answers the scorer could read) and "time". Scores are x100, to one decimal."""
     models = list(table.columns)
     overall = table.loc[("Overall", "average")]
     groups = table.xs("average", level="benchmark").drop("Overall")
@@ -472,28 +526,55 @@ def findings(
             spreads.append(f"`{m}`'s best group is {best} ({high}), its worst {worst} ({low})")
     sentence = "; ".join(spreads)
     out["groups"] = sentence[0].upper() + sentence[1:] + "."
-    if chance:
-        levels = listing([f"{name} {_score(level)}" for name, level in chance.items()])
-        parts = []
-        for m in models:
-            by_relation: dict[str, list[str]] = {}
-            for name, level in chance.items():
-                ours = results[m][name]["score"]
-                by_relation.setdefault(relation(ours, level, 1), []).append(f"{name} {_score(ours)}")
-            if len(by_relation) == 1:
-                only = next(iter(by_relation))
-                parts.append(f"`{m}` is {only} chance on all {len(chance)}")
-            else:
-                parts.append(
-                    f"`{m}` is "
-                    + ", ".join(
-                        f"{side} chance on {len(names)} ({', '.join(names)})" for side, names in by_relation.items()
-                    )
-                )
-        out["chance"] = (
-            "A model that never looks at the image (one answer to every question, or a coin for yes/no "
-            f"and a random letter for multiple choice) can count on {levels}; " + "; ".join(parts) + "."
+    if levels:
+        constants = listing(
+            [f"{name} {_score(level.score)} ({shown_answer(level.answer)})" for name, level in levels.items()]
         )
+        out["blind"] = (
+            "A model that never looks at the image (one answer to every question, its own favourite "
+            f"strings and degenerate ones included, or guessing) can score {constants}; the mean over "
+            f"these {len(levels)} benchmarks, the blind Overall, is {_score(blind_overall(levels))}."
+        )
+    if versus_blind:
+        parts = []
+        for m, intervals in versus_blind.items():
+            beaten = [name for name, interval in intervals.items() if interval.low > 0]
+            parts.append(f"`{m}` on {len(beaten)} of {len(intervals)}" + (f" ({', '.join(beaten)})" if beaten else ""))
+        out["versus blind"] = (
+            "Question by question, a checkpoint beats the best blind constant beyond noise (the paired "
+            "95 % interval of the difference above 0): " + "; ".join(parts) + "."
+        )
+    exploits = [
+        f"`{m}` {number(int(column.sum()))} ("
+        + ", ".join(f"{name} {number(int(count))}" for name, count in column.items() if count)
+        + ")"
+        for m, column in exploiting(results, benchmarks).items()
+        if column.sum()
+    ]
+    if exploits:
+        out["exploits"] = (
+            "Answers that earn credit only through whitespace (ANLS divides by the raw lengths, so a "
+            "space-padded non-answer passes its threshold; they score 0 with the spaces collapsed): "
+            + "; ".join(exploits)
+            + "."
+        )
+    if final_verdict is not None and final is not None:
+        above = [name for name, row in final_verdict.iterrows() if row["above chance"]]
+        rest = [name for name in final_verdict.index if name not in above]
+        rule = (
+            "its per-question score beats the blind constant's and falls when each image is swapped for "
+            "another question's, both paired 95 % intervals above 0"
+        )
+        if above:
+            out["final"] = (
+                f"`{final}` is above its blind level beyond noise on {len(above)} of {len(final_verdict)} "
+                f"benchmarks ({', '.join(above)}): there {rule}" + (f"; not on {', '.join(rest)}." if rest else ".")
+            )
+        else:
+            out["final"] = (
+                f"`{final}` is above its blind level beyond noise on none of the {len(final_verdict)} benchmarks "
+                f"(that takes both: {rule})."
+            )
     said = {
         "yes/no": "answers to yes/no questions read as a yes or a no",
         "choice": "multiple-choice answers name one option",
@@ -513,9 +594,14 @@ def findings(
     return out
 
 
-def headline(table: pd.DataFrame, seconds: float, most: int = 3) -> dict[str, float]:
+def headline(
+    table: pd.DataFrame, seconds: float, final_verdict: pd.DataFrame | None = None, final: str = "", most: int = 3
+) -> dict[str, float]:
     """Short labels -> numbers for the run's index: the overall average of the first `most`
-    checkpoints, and the generation time."""
+    checkpoints, the generation time and, given `final_verdict` (`verdict`'s frame for `final`),
+    how many benchmarks `final` is above chance on."""
     overall = table.loc[("Overall", "average")]
     numbers = {f"{m} overall average": round(float(overall[m]), 1) for m in list(table.columns)[:most]}
+    if final_verdict is not None:
+        numbers[f"{final} benchmarks above chance"] = int(final_verdict["above chance"].sum())
     return {**numbers, "generation seconds": round(seconds, 1)}

@@ -5,28 +5,36 @@ SAIL SFT stages from the recipe in sequence (one epoch over each stage's samples
 on the world suite through `sail.eval` (the generation adapter and VLMEvalKit's rules: the one
 scoring path of the project).
 
-Rankings rest on one number with an interval: the **question score**
-(`sail.eval.report.question_scores`), the mean over every question of the suite of its own score,
-with a bootstrap interval; the benchmark headlines (POPE's F1, HallusionBench's aAcc/fAcc/qAcc)
-are not means over questions and have none.
+Rankings rest on two aggregates, each with a bootstrap interval over the questions: the
+**question score** (`sail.eval.report.question_scores`), the mean over every question of the suite
+of its own score, and **Overall**, the paper's Table 3 aggregate (the mean of the benchmarks'
+headlines: POPE's F1, HallusionBench's aAcc/fAcc/qAcc are not means over questions, so its
+interval re-scores resampled questions, `overall_interval`). Beside them every run keeps what a
+model that never looks at the image scores on the same questions (`sail.eval.blind`, with the
+run's own answers as candidates) and the profile of its answers (`answer_profile`): a tiny model
+can score by giving one answer everywhere, and a comparison of two such runs tests nothing.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import shutil
 import time
+from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import replace
 from pathlib import Path
 
+import numpy as np
+from scipy import stats
 from transformers import AutoModelForImageTextToText
 
 from sail.data.mixture import IMAGE_PLACEHOLDER, Sample, read_mixture, write_meta
-from sail.eval.benchmarks import benchmark_spec, build_prompt
+from sail.eval.benchmarks import benchmark_spec, build_prompt, score_benchmark
+from sail.eval.blind import blind_levels, blind_overall, blind_question_score
 from sail.eval.generation import Generator
 from sail.eval.report import evaluate, gold_text, question_scores, table1
-from sail.eval.uncertainty import difference_interval, score_interval
+from sail.eval.uncertainty import Interval, difference_interval, score_interval
 from sail.model import ImageOnlyInternVLProcessor
 from sail.pretrain.data import sample_collate
 from sail.sft.data import STEPWISE
@@ -100,34 +108,78 @@ def suite_samples(benchmarks: Mapping[str, Sequence[Mapping]], out_dir: str | Pa
     return samples
 
 
-def rotated_images(samples: Sequence[Sample]) -> list[Sample]:
-    """`samples` with each one's images taken from the next sample of the same source (the last
-    from the first): every question keeps its kind of image (a card, a scene) but not its own."""
-    by_source: dict[str, list[int]] = {}
-    for index, sample in enumerate(samples):
-        by_source.setdefault(sample.source, []).append(index)
-    rotated = list(samples)
-    for indices in by_source.values():
-        for here, there in zip(indices, indices[1:] + indices[:1]):
-            rotated[here] = replace(samples[here], image_paths=samples[there].image_paths)
-    return rotated
+def overall_interval(
+    results: Mapping[str, Mapping],
+    benchmarks: Mapping[str, Sequence[Mapping]],
+    *,
+    confidence: float = 0.95,
+    resamples: int = 200,
+    seed: int = 0,
+) -> Interval:
+    """Overall (x100, the mean of the benchmarks' headlines) with a percentile bootstrap interval.
+
+    Each resample draws every benchmark's questions with replacement and recomputes its headline
+    with `score_benchmark`, so POPE's F1 and HallusionBench's aAcc/fAcc/qAcc carry their own
+    noise into Overall. A headline that is the mean of its items is recomputed from the resampled
+    items, which is the number `score_benchmark` gives without scoring the texts again: it keeps
+    the interval cheap enough for every run of a sweep.
+    """
+    rng = np.random.default_rng(seed)
+    headlines = []
+    for name, result in results.items():
+        rows, predictions = benchmarks[name], result["predictions"]
+        draws = rng.integers(0, len(rows), size=(resamples, len(rows)))
+        if "items" in result["details"]:
+            headlines.append(100 * np.asarray(result["details"]["items"], dtype=float)[draws].mean(axis=1))
+        else:
+            headlines.append(
+                [score_benchmark(name, [rows[i] for i in d], [predictions[i] for i in d])["score"] for d in draws]
+            )
+    overall = np.mean(headlines, axis=0)
+    tail = 100 * (1 - confidence) / 2
+    low, high = np.percentile(overall, [tail, 100 - tail])
+    mean = float(np.mean([result["score"] for result in results.values()]))
+    return Interval(mean, float(low), float(high), confidence, sum(len(benchmarks[name]) for name in results))
 
 
-def image_reliance(model, processor, answers: Sequence[Sample], *, batch_size: int = 64) -> dict[str, float]:
-    """The gold answers' loss with each question's own image and with another question's image
-    (`rotated_images`): a model that answers from the image loses more when they are swapped, a
-    model that answers from the question alone loses the same ("image gain" near 0)."""
-    collate = sample_collate(processor)
-    own = validation_loss(model, collate, answers, batch_size=batch_size)
-    swapped = validation_loss(model, collate, rotated_images(answers), batch_size=batch_size)
-    return {"own images": own, "swapped images": swapped, "image gain": swapped - own}
+def answer_profile(results: Mapping[str, Mapping]) -> dict[str, dict]:
+    """Per benchmark: how many distinct answers the run gave, its commonest answer (stripped, as
+    a reader quotes it: "'Yes' ×79 of 96") and how often: a run that answers by prior gives
+    one answer to most questions whatever the image shows."""
+    profile = {}
+    for name, result in results.items():
+        counts = Counter(str(prediction).strip() for prediction in result["predictions"])
+        commonest, count = counts.most_common(1)[0]
+        profile[name] = {"distinct": len(counts), "commonest": commonest, "count": count, "n": counts.total()}
+    return profile
+
+
+def quoted_answer(entry: Mapping) -> str:
+    """One benchmark's entry of an `answer_profile` as a reader quotes it: "'Yes' ×79 of 96"."""
+    return f"'{entry['commonest']}' ×{entry['count']} of {entry['n']}"
+
+
+def answer_quotes(profile: Mapping[str, Mapping], share: float = 0.5) -> list[str]:
+    """ "<benchmark> '<answer>' ×<count> of <n>" for every benchmark of an `answer_profile` where one
+    answer covers at least `share` of the questions, the most covered first: the evidence a
+    reader quotes that a run answers by prior rather than by the image."""
+    covered = [name for name, entry in profile.items() if entry["count"] >= share * entry["n"]]
+    covered.sort(key=lambda name: -profile[name]["count"] / profile[name]["n"])
+    return [f"{name} {quoted_answer(profile[name])}" for name in covered]
+
+
+def answer_table(rows: Sequence[Mapping]) -> dict[str, dict[str, str]]:
+    """{run: {benchmark: its commonest answer quoted}} of comparison rows (`run_row`), a table's columns."""
+    return {row["run"]: {name: quoted_answer(entry) for name, entry in row["answers"].items()} for row in rows}
 
 
 def score(
     model, processor, benchmarks: Mapping[str, Sequence[Mapping]], answers: Sequence[Sample], *, batch_size: int = 64
 ) -> dict:
     """The suite's results, Table 1's column (benchmarks, groups, Overall), the question scores,
-    and the answer loss on `answers` (`suite_samples` of the same benchmarks)."""
+    Overall's interval, the answer profile, the blind levels of the same questions with the run's
+    own answers as candidates, and the answer loss on `answers` (`suite_samples` of the same
+    benchmarks)."""
     start = time.time()
     generator = Generator("hf", model=model, processor=processor, max_new_tokens=16, batch_size=batch_size)
     results = evaluate(generator, benchmarks)
@@ -136,13 +188,17 @@ def score(
         "results": results,
         "table": {f"{group} / {bench}": float(value) for (group, bench), value in column.items()},
         "questions": question_scores(results, benchmarks),
+        "overall": overall_interval(results, benchmarks),
+        "answers": answer_profile(results),
+        "blind": blind_levels(benchmarks, {name: result["predictions"] for name, result in results.items()}),
         "answer loss": validation_loss(model, sample_collate(processor), answers, batch_size=batch_size),
         "eval seconds": round(time.time() - start, 1),
     }
 
 
 def run_row(name: str, scored: dict, spent: Mapping, **fields) -> dict:
-    """One flat row of a comparison: the run, its Table-1 group averages, its question score with interval."""
+    """One flat row of a comparison: the run, its Table-1 group averages, Overall's interval, its
+    question score with interval, the blind levels of both aggregates and its answer profile."""
     interval = score_interval(100 * scored["questions"])
     groups = {key.split(" / ")[0]: value for key, value in scored["table"].items() if key.endswith("/ average")}
     answers = [answer for result in scored["results"].values() for answer in result["predictions"]]
@@ -150,15 +206,34 @@ def run_row(name: str, scored: dict, spent: Mapping, **fields) -> dict:
         "run": name,
         **fields,
         **groups,
+        "Overall low": scored["overall"].low,
+        "Overall high": scored["overall"].high,
+        "blind Overall": blind_overall(scored["blind"]),
         "question score": interval.mean,
         "low": interval.low,
         "high": interval.high,
+        "blind question score": blind_question_score(scored["blind"]),
         "answer loss": scored["answer loss"],
         # answers in Preference's reasoned form, where the suite asks for a word or a letter
         "stepwise answers %": 100 * sum(a.startswith(STEPWISE) for a in answers) / len(answers),
+        "answers": scored["answers"],
         **spent,
         "eval seconds": scored["eval seconds"],
     }
+
+
+def ranking(rows: Sequence[Mapping], key: str, label: str = "tier") -> list[str]:
+    """The rows' `label`s from the highest `key` down (ties keep the rows' order)."""
+    return [row[label] for row in sorted(rows, key=lambda row: -row[key])]
+
+
+def rank_correlation(ours: Sequence[Mapping], other: Sequence[Mapping], key: str) -> float:
+    """Spearman's rho between two rankings of the same candidates (in the same order) by `key`;
+    NaN, as scipy gives it, where either set of scores is all ties (no ranking to compare)."""
+    a, b = [row[key] for row in ours], [row[key] for row in other]
+    if len(set(a)) < 2 or len(set(b)) < 2:
+        return math.nan
+    return float(stats.spearmanr(a, b).statistic)
 
 
 def versus(ours: dict, other: dict) -> dict:

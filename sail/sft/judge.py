@@ -3,7 +3,8 @@
 SAIL-VL orders its SFT stages by these three scores (Knowledge 1.90 / 2.44 / 3.94, Instruction
 2.15 / 2.62 / 4.45, Preference 2.20 / 2.74 / 4.55) but does not publish who scored them or how.
 Two judges share one interface, `judge.score(rows, root) -> list[Judgement]`, over rows of
-InternVL's conversation jsonl:
+InternVL's conversation jsonl, and each says who it is (`name`) and what it reads (`reads`), so
+a results file can tell statistics computed from the generator's metadata from a model's reading:
 
 - `RulesJudge`, for the world, reads what the generators know and what the text shows:
   difficulty is the questions' generator difficulty (1-3, mapped onto 1, 3, 5; a caption counts
@@ -54,6 +55,9 @@ class Judgement:
 
 
 class Judge(Protocol):
+    name: str
+    reads: str
+
     def score(self, rows: Sequence[dict], root: str | Path) -> list[Judgement]: ...
 
 
@@ -66,6 +70,9 @@ _WORD = re.compile(r"[A-Za-z0-9]+")
 
 class RulesJudge:
     """Scores from generator metadata (`difficulty`, `facts` in each row) and text statistics."""
+
+    name = "rules"
+    reads = "the world generator's metadata (question difficulty, the image's facts) and the answers' length and turns"
 
     def score(self, rows: Sequence[dict], root: str | Path = "") -> list[Judgement]:
         return [self.judge(row) for row in rows]
@@ -93,8 +100,12 @@ def parse_scores(text: str) -> dict[str, float]:
 class ChatJudge:
     """`RUBRIC` asked of a chat VLM (anything with `ask(prompt, image)`), once per sample."""
 
+    reads = "the samples' text and first image"
+
     def __init__(self, client, rubric: str = RUBRIC):
         self.client, self.rubric = client, rubric
+        # the served model's name where the client has one (OpenAIChatTeacher), else its kind
+        self.name = str(getattr(client, "model", type(client).__name__))
 
     def score(self, rows: Sequence[dict], root: str | Path) -> list[Judgement]:
         judgements = []
