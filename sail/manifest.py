@@ -1,5 +1,5 @@
 """Provenance helpers shared by every stage: atomic writes, safe file names, file hashes, versions,
-git state, manifests.
+git state, the machine, manifests.
 
 Writes are atomic (temp file in the same folder + os.replace) so a killed job never leaves a
 half-written manifest or shard that a resumed run would trust. Names that come from data (item
@@ -106,13 +106,45 @@ def git_commit(repo_dir: str | os.PathLike) -> dict[str, Any]:
 DEFAULT_PACKAGES = ("torch", "transformers", "accelerate", "deepspeed", "datasets", "papermill", "sail")
 
 
+def cpu_model(cpuinfo: str | os.PathLike = "/proc/cpuinfo") -> str | None:
+    """The CPU's model name: Linux's `model name` line, else what the platform reports (None if nothing)."""
+    try:
+        with open(cpuinfo, encoding="utf-8") as lines:
+            for line in lines:
+                name, _, value = line.partition(":")
+                if name.strip() == "model name" and value.strip():
+                    return value.strip()
+    except OSError:  # no /proc (macOS, Windows)
+        pass
+    return platform.processor() or None
+
+
+def machine() -> dict[str, Any]:
+    """The machine as the process writing the manifest sees it. Timings, and the last bits of CPU
+    results, depend on the CPU, the vector instruction set torch's kernels dispatch to (which the
+    ATEN_CPU_CAPABILITY variable can lower), torch's thread count and the GPU, so two runs' numbers
+    are comparable only when these match."""
+    import torch  # imported here: it costs seconds, and `sail --help` should not
+
+    return {
+        "cpu": cpu_model(),
+        "isa": torch.backends.cpu.get_cpu_capability(),
+        "threads": torch.get_num_threads(),
+        "cores": os.cpu_count(),
+        "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+        "aten_cpu_capability_env": os.environ.get("ATEN_CPU_CAPABILITY"),
+    }
+
+
 def environment(repo_dir: str | os.PathLike, packages: Iterable[str] = DEFAULT_PACKAGES) -> dict[str, Any]:
-    """What a result depends on besides its inputs: code version, interpreter, platform, packages."""
+    """What a result depends on besides its inputs: code version, interpreter, platform, packages,
+    and the machine it ran on."""
     return {
         "git": git_commit(repo_dir),
         "python": platform.python_version(),
         "platform": platform.platform(),
         "packages": package_versions(packages),
+        "machine": machine(),
     }
 
 

@@ -41,41 +41,56 @@ def _title(text: str, width: int) -> str:
     return "\n".join(textwrap.wrap(str(text), width)) or str(text)
 
 
-def gallery(records: Sequence[dict], captions: Mapping[str, Sequence[str]], *, columns: int = 4, wrap: int = 44):
-    """World images with one caption per source underneath each, every caption whole: each row of
-    images gets a row of text below it, as tall as its longest captions."""
-    rows = -(-len(records) // columns)
+def gallery(
+    records: Sequence[dict],
+    captions: Mapping[str, Sequence[str]],
+    *,
+    columns: int = 3,
+    column_width: float = 2.9,
+    fontsize: float = 9,
+):
+    """World images with one caption per source underneath each, every caption whole and legible.
+
+    A notebook shows a figure at its own size only while it fits the output column (about 900 px,
+    9 inches at the inline 100 dpi); a wider figure is scaled down, and its text with it. So the
+    figure is `columns` × `column_width` inches wide, no wider, and its captions are `fontsize`
+    points at that size. Everything is placed in inches rather than left to a layout engine, so a
+    row of images gets exactly the room its longest captions need: captions wrap at a width that
+    fits even wide characters, and no caption runs into its neighbour or the row below.
+    """
+    inch = 1 / 72  # of a point
+    wrap = int((column_width - 0.2) / (0.6 * fontsize * inch))  # characters per line: 0.6 em is a wide average
     texts = [
         "\n".join(
             textwrap.fill(f"[{name}] {sources[i]}", wrap, subsequent_indent="  ") for name, sources in captions.items()
         )
         for i in range(len(records))
     ]
-    line_height = 7 * 1.35 / 72  # inches per line of 7-point text
-    text_heights = [
-        0.15 + line_height * max(t.count("\n") + 1 for t in texts[r * columns : (r + 1) * columns]) for r in range(rows)
-    ]
-    figure = plt.figure(figsize=(4.2 * columns, sum(3.8 + h for h in text_heights)))
-    grid = figure.add_gridspec(2 * rows, columns, height_ratios=[h for t in text_heights for h in (3.5, t)])
-    for i, (record, text) in enumerate(zip(records, texts)):
-        row, column = divmod(i, columns)
-        image, words = figure.add_subplot(grid[2 * row, column]), figure.add_subplot(grid[2 * row + 1, column])
-        image.imshow(render(record))
-        image.set_title(_title(record["id"], wrap), fontsize=9)
-        image.axis("off")
-        words.axis("off")
-        words.text(
-            0.5,
-            1,
-            text,
-            transform=words.transAxes,
-            ha="center",
-            va="top",
-            multialignment="left",
-            fontsize=7,
-            family="monospace",
-        )
-    figure.tight_layout()
+    line = 1.35 * fontsize * inch  # matplotlib's line pitch (DejaVu Sans at its default spacing), with a margin
+    title, image_size, gap, row_gap = 1.8 * fontsize * inch, 0.8 * column_width, 0.1, 0.3
+    rows = [texts[start : start + columns] for start in range(0, len(texts), columns)]
+    text_heights = [line * max(t.count("\n") + 1 for t in row) for row in rows]
+    height = sum(title + image_size + gap + h + row_gap for h in text_heights)
+    width = columns * column_width
+    figure = plt.figure(figsize=(width, height))
+
+    def axes(left: float, top: float, w: float, h: float):
+        """Axes at a position given in inches from the figure's top left corner."""
+        return figure.add_axes((left / width, 1 - (top + h) / height, w / width, h / height))
+
+    top = 0.0
+    for r, row_texts in enumerate(rows):
+        for c, text in enumerate(row_texts):
+            record, left = records[r * columns + c], c * column_width + 0.1
+            image = axes(left, top + title, image_size, image_size)
+            image.imshow(render(record))
+            image.set_anchor("NW")  # a card, wider than tall, sits under its title, not lower
+            image.set_title(_title(record["id"], wrap), fontsize=fontsize)
+            image.axis("off")
+            words = axes(left, top + title + image_size + gap, column_width - 0.2, text_heights[r])
+            words.axis("off")
+            words.text(0, 1, text, transform=words.transAxes, ha="left", va="top", fontsize=fontsize)
+        top += title + image_size + gap + text_heights[r] + row_gap
     return figure
 
 

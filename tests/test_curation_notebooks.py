@@ -16,6 +16,8 @@ pytestmark = pytest.mark.notebook
 
 def test_curation_then_captioner(tmp_path):
     from sail.data import read_front_matter
+    from sail.foundations import FoundationBudget, build_foundations
+    from sail.model import GEOMETRIES
 
     artifacts, cards = tmp_path / "outputs" / "tiny" / "artifacts", tmp_path / "outputs" / "tiny" / "data_cards"
     common = ("--profile", "tiny", "--output-dir", str(tmp_path / "outputs"))
@@ -47,6 +49,9 @@ def test_curation_then_captioner(tmp_path):
     pool_card = json.loads((cards / "sail-caption-pool-tiny.json").read_text())
     assert pool_card["n_items"] == curation["funnel"]["kept"]
 
+    # Notebook 00 builds the foundations 02 and 04 load (02 never builds them): a few steps of each here.
+    budget = FoundationBudget(language_drill_steps=2, language_steps=3, vision_steps=3, batch_size=8)
+    build_foundations(artifacts / "foundations", GEOMETRIES["tiny"], budget, progress=False)
     run = sail_run(
         "02_captioner",
         *common,
@@ -56,15 +61,6 @@ def test_curation_then_captioner(tmp_path):
         "-p",
         "batch_size",
         "8",
-        "-p",
-        "lm_drill_steps",
-        "2",
-        "-p",
-        "lm_steps",
-        "3",
-        "-p",
-        "vit_steps",
-        "3",
         "-p",
         "eval_images",
         "8",

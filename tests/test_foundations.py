@@ -2,18 +2,33 @@
 
 from __future__ import annotations
 
+import ast
+import hashlib
 import json
 import random
+import re
+from pathlib import Path
 
+import nbformat
 import pytest
 import torch
 from transformers import AutoModelForCausalLM, InternVLVisionModel
 
-from sail.foundations import FoundationBudget, build_foundations, foundation_key, foundation_parts, load_foundations
+from sail.foundations import (
+    FoundationBudget,
+    build_foundations,
+    foundation_key,
+    foundation_parts,
+    load_foundations,
+    saved_foundations,
+    start_parts,
+)
 from sail.foundations.language import context_words, copy_drills, lm_examples, lookup_text
 from sail.foundations.vision import build_vision_probe, patch_cells, probe_collate
 from sail.model import IGNORE_INDEX
 from sail.world import CELLS
+
+NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
 
 TINY_BUDGET = FoundationBudget(
     language_drill_steps=3,
@@ -172,14 +187,17 @@ def test_language_pretraining_stops_at_its_cap_when_the_target_is_not_reached(tm
     assert not report["reached_reading_target"] and report["steps"] == 4
     assert [check["step"] for check in report["reading_checks"]] == [2, 4]
 
-    # Every stage that loads a capped LM says so.
+    # Every stage that loads a capped LM says so: notebook 00 building it, later notebooks loading it.
     last = f"{report['reading_checks'][-1]['context_caption_pair_f1']:.3f}"
-    with pytest.warns(
-        UserWarning,
-        match=rf"stopped at its cap of 4 steps below its reading target \(held-out "
-        rf"context-caption pair F1 {last} < 1.1\)",
-    ):
+    capped = (
+        rf"stopped at its cap of 4 steps below its reading target \(held-out context-caption pair F1 {last} < 1.1\)"
+    )
+    with pytest.warns(UserWarning, match=capped):
         foundation_parts("tiny", geometry, directory=tmp_path, budget=budget)
+    with pytest.warns(UserWarning, match=capped):
+        saved_foundations(tmp_path)
+    with pytest.warns(UserWarning, match=capped):
+        start_parts("tiny", tmp_path)
 
 
 def test_foundations_that_read_load_without_a_warning(tmp_path, geometry, recwarn):
@@ -189,8 +207,8 @@ def test_foundations_that_read_load_without_a_warning(tmp_path, geometry, recwar
 
 
 def test_a_build_depends_on_its_seed_not_on_what_ran_before(tmp_path, geometry):
-    """The reuse key names the seed, so a rebuild elsewhere (notebook 02 after 00, a test, a bench
-    worker that ran other seeds) must make the same weights."""
+    """The reuse key names the seed, so a rebuild elsewhere (notebook 00 in another run folder, a
+    test, a bench worker that ran other seeds) must make the same weights."""
     weights = []
     for folder, noise in (("a", 1), ("b", 2)):
         torch.manual_seed(noise)  # whatever the caller did to the global generator before
@@ -215,3 +233,70 @@ def test_building_leaves_the_callers_generator_as_reusing_does(tmp_path, geometr
         build_foundations(tmp_path, geometry, TINY_BUDGET, progress=False)
         draws.append(torch.rand(3))
     assert torch.equal(*draws)
+
+
+def files_and_contents(folder: Path) -> dict[str, tuple[int, str]]:
+    """Every file under `folder` with its modification time and content hash: what a write changes."""
+    return {
+        str(path.relative_to(folder)): (path.stat().st_mtime_ns, hashlib.sha256(path.read_bytes()).hexdigest())
+        for path in sorted(folder.rglob("*"))
+        if path.is_file()
+    }
+
+
+@pytest.mark.parametrize("load", [saved_foundations, lambda folder: start_parts("tiny", folder)])
+def test_a_later_notebook_without_foundations_is_told_to_run_notebook_00(tmp_path, load):
+    for folder in (tmp_path / "absent", tmp_path):  # no folder at all, and an empty one
+        message = f"no tiny foundations in {folder}: run notebook 00 first"
+        with pytest.raises(FileNotFoundError, match=re.escape(message)):
+            load(folder)
+    assert not (tmp_path / "absent").exists() and not any(tmp_path.iterdir())  # nothing built or claimed
+
+
+def test_an_interrupted_build_is_not_loaded_nor_resumed_by_a_later_notebook(tmp_path, geometry):
+    build_foundations(tmp_path, geometry, TINY_BUDGET, progress=False)
+    (tmp_path / "foundations.json").unlink()  # as a build killed before its report leaves it
+    before = files_and_contents(tmp_path)
+    with pytest.raises(FileNotFoundError, match="run notebook 00 first"):
+        saved_foundations(tmp_path)
+    assert files_and_contents(tmp_path) == before
+
+
+@pytest.mark.filterwarnings("ignore:the LM foundation stopped at its cap")  # a 4-step LM: capped, as meant
+def test_a_later_notebook_loads_the_foundations_as_built_whatever_their_key(tmp_path, geometry):
+    """Notebook 02 with another seed or batch size than 00's (so another key than a build for its
+    own parameters) loads 00's foundations and never rebuilds or touches them."""
+    built = build_foundations(tmp_path, geometry, TINY_BUDGET, seed=3, progress=False)
+    before = files_and_contents(tmp_path)
+
+    loaded = saved_foundations(tmp_path)
+    tokenizer, vision_dir, language_dir = start_parts("tiny", tmp_path)
+
+    assert files_and_contents(tmp_path) == before
+    assert loaded == built and loaded.report["key"] == foundation_key(geometry, TINY_BUDGET, 3)
+    assert (vision_dir, language_dir) == (built.vision_dir, built.language_dir)
+    assert tokenizer.get_vocab() == loaded.load_tokenizer().get_vocab() and len(tokenizer) == built.report["vocab_size"]
+
+
+def called_functions(notebook: Path) -> set[str]:
+    """The names of every function a notebook's code cells call (`f(...)` or `module.f(...)`)."""
+    cells = nbformat.read(notebook, as_version=4).cells
+    calls = set()
+    for cell in cells:
+        if cell.cell_type != "code":
+            continue
+        for node in ast.walk(ast.parse(cell.source)):
+            if isinstance(node, ast.Call):
+                function = node.func
+                calls.add(function.attr if isinstance(function, ast.Attribute) else getattr(function, "id", ""))
+    return calls
+
+
+def test_only_notebook_00_can_build_the_foundations():
+    """A learner changing a later notebook's seed or batch size must not rebuild the foundations
+    every notebook after 00 shares: only 00 calls the functions that build them."""
+    building = {"foundation_parts", "build_foundations", "pretrain_language", "pretrain_vision"}
+    notebooks = sorted(NOTEBOOKS.glob("[0-9][0-9]_*.ipynb"))
+    builders = {notebook.stem for notebook in notebooks if called_functions(notebook) & building}
+    assert builders == {"00_tour"}
+    assert "saved_foundations" in called_functions(NOTEBOOKS / "02_captioner.ipynb")

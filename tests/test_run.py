@@ -6,17 +6,22 @@ out carefully: success, a failing notebook after a good one, an unknown profile.
 
 import hashlib
 import json
+import os
+import subprocess
 import sys
 from pathlib import Path
 
 import nbformat
 import pytest
+import torch  # loaded before any test sets ATEN_CPU_CAPABILITY, which torch reads once, at import
 import yaml
 
 from sail.manifest import (
     atomic_write_json,
     atomic_write_text,
+    cpu_model,
     git_commit,
+    machine,
     package_versions,
     sha256_file,
     write_manifest,
@@ -32,6 +37,9 @@ from sail.run import (
     notebook_parameters,
     parse_value,
 )
+
+# What `torch.backends.cpu.get_cpu_capability` can answer, as its docstring lists them.
+TORCH_CPU_CAPABILITIES = {"DEFAULT", "VSX", "Z VECTOR", "NO AVX", "AVX2", "AVX512", "SVE256"}
 
 
 def write_notebook(path: Path, parameters: str, *cells: str) -> None:
@@ -118,6 +126,7 @@ def test_success_writes_notebook_and_manifest(project, capsys):
     assert set(versions) == {"torch", "transformers", "accelerate", "deepspeed", "datasets", "papermill", "sail"}
     assert versions["torch"] and versions["papermill"] and versions["sail"] == "0.1.0"
     assert manifest["python"] == ".".join(map(str, sys.version_info[:3]))
+    assert manifest["machine"] == machine()  # this process is the runner: it sees the machine the run saw
 
 
 @pytest.mark.notebook
@@ -291,3 +300,38 @@ def test_manifest_helpers(tmp_path):
     assert list(written)[0] == "profile" and "written_at" in written
     given = {"commit": "abc", "dirty": False}  # e.g. captured before the run wrote anything
     assert write_manifest(tmp_path / "m.json", repo_dir=tmp_path, git=given)["git"] == given
+
+
+def test_the_manifest_records_the_machine_the_run_saw(tmp_path, monkeypatch):
+    monkeypatch.setenv("ATEN_CPU_CAPABILITY", "avx2")
+    written = write_manifest(tmp_path / "m.json", tmp_path, [])
+    seen = written["machine"]
+    assert json.loads((tmp_path / "m.json").read_text())["machine"] == seen
+    assert set(seen) == {"cpu", "isa", "threads", "cores", "gpu", "aten_cpu_capability_env"}
+    assert seen["cpu"] == cpu_model() and seen["isa"] in TORCH_CPU_CAPABILITIES
+    assert (seen["threads"], seen["cores"]) == (torch.get_num_threads(), os.cpu_count())
+    assert seen["aten_cpu_capability_env"] == "avx2"
+    assert seen["gpu"] == (torch.cuda.get_device_name(0) if torch.cuda.is_available() else None)
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda index: f"NVIDIA H100 80GB HBM3 (device {index})")
+    monkeypatch.delenv("ATEN_CPU_CAPABILITY")
+    assert (machine()["gpu"], machine()["aten_cpu_capability_env"]) == ("NVIDIA H100 80GB HBM3 (device 0)", None)
+
+
+def test_the_cpu_model_comes_from_cpuinfo_else_from_the_platform(tmp_path, monkeypatch):
+    cpuinfo = tmp_path / "cpuinfo"
+    cpuinfo.write_text("processor\t: 0\nvendor_id\t: AuthenticAMD\nmodel name\t: AMD EPYC 7B13 64-Core Processor\n")
+    assert cpu_model(cpuinfo) == "AMD EPYC 7B13 64-Core Processor"
+    monkeypatch.setattr("platform.processor", lambda: "arm")
+    assert cpu_model(tmp_path / "absent") == "arm"  # macOS: no /proc
+    cpuinfo.write_text("processor\t: 0\nCPU part\t: 0xd0c\n")  # Linux on Arm: no model name line
+    assert cpu_model(cpuinfo) == "arm"
+    monkeypatch.setattr("platform.processor", lambda: "")
+    assert cpu_model(tmp_path / "absent") is None
+
+
+def test_the_runner_starts_without_importing_torch():
+    """`sail run --help` answers at once: the manifest imports torch only when it records the machine."""
+    code = "import sys, sail.run, sail.manifest; print('torch' in sys.modules)"
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout == "False\n"

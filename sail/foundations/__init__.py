@@ -87,6 +87,10 @@ class Foundations:
     vision_dir: Path
     report: dict
 
+    def load_tokenizer(self) -> PreTrainedTokenizerBase:
+        """The world tokenizer the LM was trained with (a VLM must be composed with this one)."""
+        return AutoTokenizer.from_pretrained(self.tokenizer_dir)
+
     @property
     def reads_its_context(self) -> bool:
         """Whether the LM reached its reading target before its step cap."""
@@ -343,7 +347,7 @@ def capped_warning(foundations: Foundations) -> str | None:
     return (
         f"the LM foundation stopped at its cap of {language['steps']} steps below its reading target "
         f"({measured}): every stage built on it starts from an LM that may not read its context; "
-        f"raise lm_steps or change the seed"
+        f"rebuild them in notebook 00 with a larger lm_steps or another seed"
     )
 
 
@@ -359,25 +363,41 @@ def foundation_parts(
     progress: bool = True,
 ) -> tuple[PreTrainedTokenizerBase, Path, Path, dict | None]:
     """Tokenizer, vision dir and language dir for a profile: the tiny profile builds (or reuses)
-    its own foundations; small/full take real pretrained checkpoints from local paths."""
+    its own foundations; small/full take real pretrained checkpoints from local paths.
+
+    Only notebook 00 calls this: it is the one place that may (re)build the shared foundations.
+    Every later notebook loads them with `saved_foundations` or `start_parts`, so changing its
+    seed or batch size cannot silently rebuild the foundations other notebooks read."""
     if profile == "tiny":
         built = build_foundations(directory, geometry, budget, seed=seed, progress=progress)
         if (warning := capped_warning(built)) is not None:
             warnings.warn(warning, stacklevel=2)
-        return AutoTokenizer.from_pretrained(built.tokenizer_dir), built.vision_dir, built.language_dir, built.report
+        return built.load_tokenizer(), built.vision_dir, built.language_dir, built.report
     return (*start_parts(profile, "", vision_checkpoint, language_checkpoint), None)
+
+
+def saved_foundations(directory: str | Path) -> Foundations:
+    """The tiny foundations notebook 00 built in `directory`, as they are: never built, rebuilt or
+    written here, whatever budget or seed they were built with, so every notebook after 00 starts
+    from the same foundations 00 reported on. Missing ones are an error naming notebook 00; ones
+    whose LM stopped below its reading target load with a warning."""
+    built = load_foundations(directory)
+    if built is None:
+        raise FileNotFoundError(f"no tiny foundations in {directory}: run notebook 00 first")
+    if (warning := capped_warning(built)) is not None:
+        warnings.warn(warning, stacklevel=2)
+    return built
 
 
 def start_parts(
     profile: str, foundations_dir: str | Path, vision_checkpoint: str = "", language_checkpoint: str = ""
 ) -> tuple[PreTrainedTokenizerBase, Path, Path]:
     """Tokenizer, vision dir and language dir a VLM is composed from: on tiny, the foundations
-    notebook 00 built (reused, never rebuilt here); on small/full, pretrained checkpoints."""
+    notebook 00 built (`saved_foundations`: loaded, never rebuilt); on small/full, pretrained
+    checkpoints."""
     if profile == "tiny":
-        built = load_foundations(foundations_dir)
-        if built is None:
-            raise FileNotFoundError(f"no tiny foundations in {foundations_dir}: run notebook 00 first")
-        return AutoTokenizer.from_pretrained(built.tokenizer_dir), built.vision_dir, built.language_dir
+        built = saved_foundations(foundations_dir)
+        return built.load_tokenizer(), built.vision_dir, built.language_dir
     if not (vision_checkpoint and language_checkpoint):
         raise ValueError(
             f"profile {profile!r} starts from pretrained checkpoints: set vision_checkpoint and language_checkpoint"
@@ -398,4 +418,5 @@ __all__ = [
     "load_foundations",
     "pretrain_language",
     "pretrain_vision",
+    "saved_foundations",
 ]
