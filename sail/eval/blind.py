@@ -36,7 +36,7 @@ import torch.nn.functional as F
 from sail.eval.benchmarks import benchmark_spec, build_prompt, gold_text, question_items, score_benchmark
 from sail.eval.metrics import gold_list
 from sail.eval.uncertainty import Interval, difference_interval
-from sail.model.chat import conversation, encode_conversations
+from sail.model.chat import IGNORE_INDEX, conversation, encode_conversations
 
 __all__ = [
     "GUESSING",
@@ -245,8 +245,8 @@ def answer_losses(model, processor, benchmarks: Mapping[str, Sequence[Mapping]],
             batch.pop("num_tokens")
             inputs = {k: v.to(model.device) if torch.is_tensor(v) else v for k, v in batch.items()}
             logits = model(**inputs).logits[:, :-1].float()
-            per_token = F.cross_entropy(logits.transpose(1, 2), labels, ignore_index=-100, reduction="none")
-            counted = (labels != -100).sum(dim=1)
+            per_token = F.cross_entropy(logits.transpose(1, 2), labels, ignore_index=IGNORE_INDEX, reduction="none")
+            counted = (labels != IGNORE_INDEX).sum(dim=1)
             losses += (per_token.sum(dim=1) / counted).tolist()
     finally:
         model.train(was_training)
