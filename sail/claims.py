@@ -13,8 +13,9 @@ read, each claim asks whether it can be tested at all (`RULES`, checked in this 
   its own answers scored against other images' records), or the compared models' answers do not
   depend on the image (notebook 08's swapped-image check), or the statistic is fixed by the
   data generator. The `why` says which arm sits where, by how much.
-- **within noise**: the range around ours holds zero, or a control that should lose ties
-  (a win a wrong-facts control shares is a win of the format, not of the facts);
+- **within noise**: the range around ours holds zero, or has no width (no spread was measured,
+  so noise cannot be excluded), or a control that should lose ties or wins (a win a wrong-facts
+  control shares is a win of the format, not of the facts);
 - **agrees**: the whole range lies above zero;
 - **disagrees**: the whole range lies below zero.
 
@@ -25,18 +26,21 @@ after the same testability check. Every `why` is built from the run's numbers.
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from sail.eval.card import markdown_table
+from sail.sft.experiment import ranking
 
 VERDICTS = ("agrees", "disagrees", "within noise", "not testable")
 RULES = {
     "not testable": "no compared arm scores above its blind level (what a model that ignores the image "
     "scores on the same questions), or the compared models' answers do not depend on the image, or the "
     "statistic is fixed by the data generator",
-    "within noise": "the range around ours holds 0, or a control that should lose ties",
+    "within noise": "the range around ours holds 0, or has no width (no spread measured), or a control that "
+    "should lose ties or wins",
     "agrees": "the claim is testable and the whole range is above 0",
     "disagrees": "the claim is testable and the whole range is below 0",
 }
@@ -95,6 +99,8 @@ def verdict(low: float, high: float, *, not_testable: str = "", control_ties: st
         raise ValueError(f"a range runs from low to high, got [{low}, {high}]")
     if not_testable:
         return "not testable"
+    if low == high:
+        return "within noise"
     if low > 0:
         return "within noise" if control_ties else "agrees"
     return "disagrees" if high < 0 else "within noise"
@@ -125,7 +131,7 @@ def _row(claim_id, claim, paper, ours, difference, low, high, *, why, not_testab
         "high": round(float(high), 3),
         "verdict": verdict(low, high, not_testable=not_testable, control_ties=control_ties),
         "rule": RULE,
-        "why": _joined(not_testable, control_ties, why),
+        "why": _joined(not_testable, control_ties, "no spread is measured" if low == high else "", why),
     }
 
 
@@ -146,10 +152,12 @@ def _shaped(claim_id, claim, paper, ours, verdict_, rule, *, difference=None, wh
     }
 
 
-def _seed_spread(runs: list[dict], first: str, second: str, score: str) -> float:
-    """How far two seeds of one setting lie apart (0 when the run has no second seed)."""
-    by_name = {row["run"]: row[score] for row in runs}
-    return abs(by_name[first] - by_name[second]) if second in by_name else 0.0
+def _seed_spread(results: dict, run: str, score: str) -> float:
+    """How far `run` and its second seed (named "<run> seed <seed + 1>", as notebooks 04 and 05 name
+    it) lie apart in `score`; 0 when the run has no second seed."""
+    by_name = {row["run"]: row[score] for row in results["runs"]}
+    second = f"{run} seed {results['parameters']['seed'] + 1}"
+    return abs(by_name[run] - by_name[second]) if second in by_name else 0.0
 
 
 def caption_sources(alignment: dict) -> dict:
@@ -159,7 +167,7 @@ def caption_sources(alignment: dict) -> dict:
     high-quality OCR data, so the OCR column's differences between rows are noise by construction."""
     rows = {row["mixture"].removesuffix(" + ocr-hq"): row for row in alignment["table2"]}
     largest = max(alignment["parameters"]["sizes"])
-    spread = _seed_spread(alignment["runs"], f"D={largest}", f"D={largest} seed 1", "Caption")
+    spread = _seed_spread(alignment, f"D={largest}", "Caption")
     ours = rows["sail-caption-mini"]
     other = max(("alt-text", "weak"), key=lambda name: rows[name]["Caption"])
     difference = ours["Caption"] - rows[other]["Caption"]
@@ -180,9 +188,9 @@ def caption_sources(alignment: dict) -> dict:
         difference + spread,
         not_testable=untestable(arms),
         control_ties=(
-            f"the wrong-facts control ties: SAIL-Caption-mini − wrong-facts {control:+.1f} is within the two "
-            f"seeds' spread ({spread:.1f}), so the win is the captions' format, not their facts"
-            if abs(control) <= spread
+            f"the wrong-facts control ties or wins: SAIL-Caption-mini − wrong-facts {control:+.1f}, not above the "
+            f"two seeds' spread ({spread:.1f}), so what wins is the captions' format, not their facts"
+            if control <= spread
             else ""
         ),
         why=f"Caption column (every row trains on the same OCR data); range: ± the two seeds' spread at "
@@ -196,7 +204,7 @@ def ocr_quality(advance: dict) -> dict:
     A loss-based arm reads the image when swapping images raises its loss beyond the seed spread."""
     rows = {row["mixture"]: row for row in advance["table2_ocr"]}
     largest = max(advance["parameters"]["sizes"])
-    spread = _seed_spread(advance["runs"], f"advance D={largest}", f"advance D={largest} seed 1", "OCR answer loss")
+    spread = _seed_spread(advance, f"advance D={largest}", "OCR answer loss")
     hq, mixed = rows["sail-caption-mini + ocr-hq"], rows["sail-caption-mini + ocr-hq + ocr-lq"]
     difference = mixed["OCR answer loss"] - hq["OCR answer loss"]  # positive: high quality alone reads better
     # As arms: the loss rise that swapping images causes, against 0 (what a model that ignores the image shows).
@@ -248,7 +256,23 @@ def log_linear(results: dict, stage: str) -> dict:
 
 
 def survives_sft(alignment: dict) -> dict:
-    """F-pt after SFT: the larger pretraining point still leads after the same short SFT."""
+    """F-pt after SFT: the larger pretraining point still leads after the same short SFT.
+
+    One seed, so the range is the two arms' bootstrap half-widths added (their intervals are not
+    paired with each other: a conservative range)."""
+    claim = (
+        "F-pt after SFT",
+        "What pretraining data adds survives SFT",
+        "the log-linear relation persists after SFT, with SAIL's and with LLaVA-NeXT's SFT data",
+    )
+    if not alignment["sft_probe"]:
+        return _shaped(
+            *claim,
+            "no SFT probe ran",
+            "not testable",
+            "the larger pretraining point leads after the same SFT",
+            not_testable="notebook 04 ran no SFT probe (sft_steps 0)",
+        )
     probe = {row["checkpoint"]: row for row in alignment["sft_probe"]}
     sizes = alignment["parameters"]["sizes"]
     small, large = f"D={min(sizes)}", f"D={max(sizes)}"
@@ -259,17 +283,16 @@ def survives_sft(alignment: dict) -> dict:
         for name in (large, small)
     ]
     difference = probe[large]["VQA after SFT"] - probe[small]["VQA after SFT"]
+    spread = sum((probe[name]["VQA high"] - probe[name]["VQA low"]) / 2 for name in (large, small))
     return _row(
-        "F-pt after SFT",
-        "What pretraining data adds survives SFT",
-        "the log-linear relation persists after SFT, with SAIL's and with LLaVA-NeXT's SFT data",
+        *claim,
         f"VQA after {alignment['parameters']['sft_steps']} SFT steps: {large} {probe[large]['VQA after SFT']:.1f}, "
         f"{small} {probe[small]['VQA after SFT']:.1f}",
         difference,
-        difference,
-        difference,
+        difference - spread,
+        difference + spread,
         not_testable=untestable(arms),
-        why="one seed: no spread of the difference is measured; "
+        why=f"range: ± the two arms' bootstrap half-widths added ({spread:.1f}); "
         + "; ".join(
             f"{name}: {probe[name]['VQA after SFT']:.1f} against a blind level of {probe[name]['VQA blind']:.1f} "
             f"(score − blind [{probe[name]['VQA low']:.1f}, {probe[name]['VQA high']:.1f}]), "
@@ -283,10 +306,7 @@ def advance_adds(advance: dict) -> dict:
     """F-adv: unlocking the vision encoder adds to what continuing Alignment gives, same data and steps."""
     largest = max(advance["parameters"]["sizes"])
     runs = {row["run"]: row for row in advance["runs"]}
-    spread = max(
-        _seed_spread(advance["runs"], f"{arm} D={largest}", f"{arm} D={largest} seed 1", "Overall")
-        for arm in ("advance", "control")
-    )
+    spread = max(_seed_spread(advance, f"{arm} D={largest}", "Overall") for arm in ("advance", "control"))
     ours, control = runs[f"advance D={largest}"], runs[f"control D={largest}"]
     difference = ours["Overall"] - control["Overall"]
     arms = [
@@ -375,10 +395,11 @@ def _blind_rows(rows: Sequence[dict]) -> str:
 def quick_ranking(sft_data: dict) -> dict:
     """T3: the quick evaluation ranks Instruction > Preference > Knowledge (paired question-score intervals)."""
     pairs = {row["pair"]: row for row in sft_data["pairs"]}
-    verdicts = [
-        verdict(pairs[f"{a} − {b}"]["low"], pairs[f"{a} − {b}"]["high"])
+    orders = [
+        f"{a} − {b}"
         for a, b in (("instruction", "preference"), ("instruction", "knowledge"), ("preference", "knowledge"))
     ]
+    verdicts = [verdict(pairs[order]["low"], pairs[order]["high"]) for order in orders]
     overall = "disagrees" if "disagrees" in verdicts else "agrees" if set(verdicts) == {"agrees"} else "within noise"
     quick = {row["tier"]: row for row in sft_data["quick"]}
     arms = _tier_arms([quick[tier] for tier in TIER_ORDER], "question score")
@@ -398,14 +419,10 @@ def quick_ranking(sft_data: dict) -> dict:
         "otherwise",
         not_testable=untestable(arms),
         why="pairs "
-        + ", ".join(f"{p}: {v}" for p, v in zip(pairs, verdicts, strict=True))
+        + ", ".join(f"{order}: {v}" for order, v in zip(orders, verdicts, strict=True))
         + "; "
         + _blind_rows([quick[tier] for tier in TIER_ORDER]),
     )
-
-
-def _ranking(rows: Sequence[dict], score: str) -> list[str]:
-    return [row["tier"] for row in sorted(rows, key=lambda row: row[score], reverse=True)]
 
 
 def _separated(rows: Sequence[dict], aggregate: str) -> bool:
@@ -415,35 +432,38 @@ def _separated(rows: Sequence[dict], aggregate: str) -> bool:
     return all(a_high < b_low for (_, a_high), (b_low, _) in zip(spans, spans[1:]))
 
 
+def _rho(value: float) -> str:
+    """A Spearman rho as shown: "undefined" where a size's scores all tie (NaN)."""
+    return "undefined" if math.isnan(value) else f"{value:.2f}"
+
+
 def ranking_holds(sft_data: dict) -> dict:
     """R1: the quick ranking is the larger-scale ranking, by both aggregates, beyond their intervals."""
     quick, larger = sft_data["quick"], sft_data["larger"]
+    sizes = sft_data["parameters"]["quick_size"], sft_data["parameters"]["larger_size"]
     rhos = {"Overall": sft_data["headline"]["spearman Overall"], "question score": sft_data["headline"]["spearman"]}
-    judged = {
-        aggregate: (rhos[aggregate], _separated(quick, aggregate) and _separated(larger, aggregate))
-        for aggregate in AGGREGATES
-    }
-    same = all(rho == 1 for rho, _ in judged.values())
-    separated = all(sep for _, sep in judged.values())
+    orders = {aggregate: (ranking(quick, keys[0]), ranking(larger, keys[0])) for aggregate, keys in AGGREGATES.items()}
+    apart = {aggregate: _separated(quick, aggregate) and _separated(larger, aggregate) for aggregate in AGGREGATES}
+    same = all(at_quick == at_larger for at_quick, at_larger in orders.values())
+    separated = all(apart.values())
     arms = _tier_arms(quick, "question score") + _tier_arms(larger, "question score")
     return _shaped(
         "R1",
         "The quick-evaluation ranking equals the ranking at a larger scale",
         "2M-subset rankings 'perfectly consistent with full-scale training' (Spearman 1)",
-        ", ".join(f"Spearman {rho:.2f} by {aggregate}" for aggregate, (rho, _) in judged.items())
-        + f" ({sft_data['parameters']['quick_size']} against {sft_data['parameters']['larger_size']} samples)",
+        ", ".join(f"Spearman {_rho(rho)} by {aggregate}" for aggregate, rho in rhos.items())
+        + f" ({sizes[0]} against {sizes[1]} samples)",
         "agrees" if same and separated else "disagrees" if not same and separated else "within noise",
         "judged on both aggregates, Overall (the paper's Table 3 metric) and the question score (a mean over "
-        "questions), because the ranking can flip with the aggregate: agrees when both give Spearman 1 and "
-        "every tier's interval is apart from the others at both sizes; disagrees when a ranking differs and "
-        "the intervals are apart; within noise when intervals overlap",
-        difference=round(judged["Overall"][0], 3),
+        "questions), because the ranking can flip with the aggregate: agrees when both rank the tiers the same at "
+        "both sizes and every tier's interval is apart from the others; disagrees when a ranking differs and the "
+        "intervals are apart; within noise when intervals overlap",
+        difference=None if math.isnan(rhos["Overall"]) else round(rhos["Overall"], 3),
         not_testable=untestable(arms),
         why="; ".join(
-            f"by {aggregate}: {' > '.join(_ranking(quick, AGGREGATES[aggregate][0]))} at "
-            f"{sft_data['parameters']['quick_size']}, {' > '.join(_ranking(larger, AGGREGATES[aggregate][0]))} at "
-            f"{sft_data['parameters']['larger_size']}, intervals {'apart' if sep else 'overlapping'}"
-            for aggregate, (_, sep) in judged.items()
+            f"by {aggregate}: {' > '.join(at_quick)} at {sizes[0]}, {' > '.join(at_larger)} at {sizes[1]}, "
+            f"intervals {'apart' if apart[aggregate] else 'overlapping'}"
+            for aggregate, (at_quick, at_larger) in orders.items()
         ),
     )
 
@@ -459,7 +479,7 @@ def statistics_rise(sft_data: dict) -> dict:
     stats = sft_data["curriculum_statistics"]
     tiers = ("knowledge", "instruction", "preference")
     rises = {name: all(stats[a][name] < stats[b][name] for a, b in zip(tiers, tiers[1:])) for name in PAPER_STATISTICS}
-    reads_metadata = sft_data["judge"] == "rules"
+    reads_metadata = sft_data["judge_reads_generator"]
     return _shaped(
         "Tc",
         "Task difficulty, data complexity and image-text relevance rise across the SFT stages",
@@ -512,7 +532,8 @@ def curriculum_scales(curriculum: dict, evaluation: dict) -> dict:
         largest["low"],
         largest["high"],
         not_testable=_joined(untestable(arms), blind_answers),
-        why=f"range: the paired bootstrap interval at the largest size; {_blind_rows(rows.values())}",
+        why=f"range: the paired bootstrap interval at the largest size; {_blind_rows(rows.values())}"
+        + ("" if all(r is not None for r in reliance.values()) else "; image reliance not measured (notebook 08)"),
     )
 
 

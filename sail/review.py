@@ -85,7 +85,9 @@ def _number(value: Any) -> str:
     on (0.1 stays "0.1", never "0.100")."""
     if isinstance(value, bool) or not isinstance(value, int | float):
         return html.escape(str(value))
-    return f"{value:,}" if isinstance(value, int) else f"{value:,.4g}"
+    if isinstance(value, int) or abs(value) >= 1000:
+        return f"{value:,.0f}"
+    return f"{value:.4g}"
 
 
 def _read(path: Path) -> dict:

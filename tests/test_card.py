@@ -7,11 +7,11 @@ from huggingface_hub import ModelCard
 from sail.eval.card import averages, final_model_card, final_rows, write_final_model_card
 
 
-def _row(score, blind, low, high, swapped, above, exploiting=0, distinct=3) -> dict:
+def _row(score, blind, difference, low, high, swapped, above, exploiting=0, distinct=3) -> dict:
     return {
         "score": score,
         "blind": blind,
-        "difference": score - blind,
+        "difference": difference,  # per question against the best constant: not score − blind
         "low": low,
         "high": high,
         "distinct answers": distinct,
@@ -46,8 +46,8 @@ def _evaluation(with_reliance: bool = True) -> dict:
         "final": {
             "checkpoint": "sft-preference",
             "rows": {
-                "WorldVQA": _row(31.25, 25.0, 1.04, 11.46, 20.0, True),
-                "WorldDocVQA": _row(33.48, 79.0, -50.0, -41.0, 33.48, False, exploiting=74, distinct=2),
+                "WorldVQA": _row(31.25, 25.0, 4.0, 1.04, 11.46, 20.0, True),
+                "WorldDocVQA": _row(33.48, 79.0, -44.0, -50.0, -41.0, 33.48, False, exploiting=74, distinct=2),
             },
         },
         "image_reliance": {"sft-preference": {"image gain": 0.0123, "low": 0.004, "high": 0.021}}
@@ -71,11 +71,12 @@ def test_the_card_s_results_round_trip_through_the_hub_s_own_reader(tmp_path):
 
 def test_each_score_stands_beside_its_blind_level_interval_distinct_answers_and_swapped_score():
     text = _card().text
-    assert "| WorldVQA | General VQA | 96 | 31.2 | 25.0 | +6.2 [+1.0, +11.5] | 3 | 20.0 | yes |" in text
-    assert "| WorldDocVQA | OCR VQA | 96 | 33.5 | 79.0 | -45.5 [-50.0, -41.0] | 2 | 33.5 | no |" in text
+    assert "| WorldVQA | General VQA | 96 | 31.2 | 25.0 | +4.0 [+1.0, +11.5] | 3 | 20.0 | yes |" in text
+    assert "| WorldDocVQA | OCR VQA | 96 | 33.5 | 79.0 | -44.0 [-50.0, -41.0] | 2 | 33.5 | no |" in text
+    assert "This is a miniature" in text
     assert "Above chance on 1 of 2 benchmarks: WorldVQA." in text
     assert "the metric's handling of padding: WorldDocVQA 74." in text
-    assert "changes by 0.012 nats per token (95 % interval [0.004, 0.021])" in text
+    assert "changes by 0.012 nats per token (95 % interval [0.004, 0.021]) when another image" in text
     assert "| sft-knowledge | projector, language | 1,184 | 74 |" in text
     assert "Image reliance was not measured" in _card(with_reliance=False).text
 

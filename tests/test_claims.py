@@ -55,15 +55,15 @@ def test_an_arm_sees_only_beyond_its_margin_above_the_blind_level():
     assert untestable([Arm("x", 4.0, 4.5), Arm("y", 3.0, 2.0)]) == ""
 
 
-def _alignment(alt_text: float, blind: float = 1.0, wrong_facts: float = 2.0) -> dict:
+def _alignment(alt_text: float, blind: float = 1.0, wrong_facts: float = 2.0, seed: int = 0) -> dict:
     caption = {"sail-caption-mini": 5.0, "teacher": 6.0, "weak": 1.0, "alt-text": alt_text, "wrong-facts": wrong_facts}
     return {
-        "parameters": {"sizes": [8, 16, 32]},
+        "parameters": {"sizes": [8, 16, 32], "seed": seed},
         "table2": [
             {"mixture": f"{name} + ocr-hq", "Caption": value, "Caption blind": blind, "Overall": value / 2}
             for name, value in caption.items()
         ],
-        "runs": [{"run": "D=32", "Caption": 5.0}, {"run": "D=32 seed 1", "Caption": 4.0}],
+        "runs": [{"run": "D=32", "Caption": 5.0}, {"run": f"D=32 seed {seed + 1}", "Caption": 4.0}],
     }
 
 
@@ -75,15 +75,29 @@ def test_caption_sources_compare_the_caption_column_with_the_better_other_source
     assert "spread at D=32 (1.0)" in row["why"]
 
 
+def test_the_second_seed_is_found_whatever_the_first_seed_is():
+    row = caption_sources(_alignment(alt_text=3.0, seed=7))  # the second seed's run is "D=32 seed 8"
+    assert (row["low"], row["high"]) == (1.0, 3.0)
+
+
+def test_a_range_of_no_width_cannot_exclude_noise():
+    no_second_seed = _alignment(alt_text=3.0)
+    no_second_seed["runs"] = no_second_seed["runs"][:1]
+    row = caption_sources(no_second_seed)
+    assert (row["low"], row["high"], row["verdict"]) == (2.0, 2.0, "within noise")
+    assert "no spread is measured" in row["why"]
+
+
 def test_caption_sources_are_not_testable_when_no_arm_clears_its_blind_level():
     row = caption_sources(_alignment(alt_text=3.0, blind=5.0))  # sail-caption-mini 5.0 sits at its blind level
     assert row["verdict"] == "not testable"
     assert "sail-caption-mini 5.0 at or below its blind level 5.0" in row["why"]
 
 
-def test_a_wrong_facts_control_that_ties_makes_the_win_within_noise():
-    row = caption_sources(_alignment(alt_text=3.0, wrong_facts=4.5))  # 5 - 4.5 = 0.5, inside the spread of 1
-    assert row["verdict"] == "within noise" and "wrong-facts control ties" in row["why"]
+@pytest.mark.parametrize("wrong_facts", [4.5, 7.0])  # 5 - 4.5 ties within the spread of 1; 5 - 7 loses outright
+def test_a_wrong_facts_control_that_ties_or_wins_makes_the_win_within_noise(wrong_facts):
+    row = caption_sources(_alignment(alt_text=3.0, wrong_facts=wrong_facts))
+    assert row["verdict"] == "within noise" and "wrong-facts control ties or wins" in row["why"]
 
 
 def _advance(hq_rise: float, mixed_rise: float = 0.0) -> dict:
@@ -93,7 +107,7 @@ def _advance(hq_rise: float, mixed_rise: float = 0.0) -> dict:
     ]
     rows[1]["OCR answer loss swapped"] = 4.5 + mixed_rise
     runs = [{"run": "advance D=32", "OCR answer loss": 4.0}, {"run": "advance D=32 seed 1", "OCR answer loss": 4.1}]
-    return {"parameters": {"sizes": [8, 32]}, "table2_ocr": rows, "runs": runs}
+    return {"parameters": {"sizes": [8, 32], "seed": 0}, "table2_ocr": rows, "runs": runs}
 
 
 def test_the_ocr_claim_needs_a_loss_that_rises_when_the_images_are_swapped():
@@ -102,9 +116,31 @@ def test_the_ocr_claim_needs_a_loss_that_rises_when_the_images_are_swapped():
     assert (row["difference"], row["verdict"]) == (0.5, "agrees")
 
 
+def _advance_control(control_blind: float) -> dict:
+    runs = [
+        {"run": "advance D=32", "Overall": 6.0, "Overall blind": 2.0},
+        {"run": "advance D=32 seed 1", "Overall": 5.5, "Overall blind": 2.0},
+        {"run": "control D=32", "Overall": 4.0, "Overall blind": control_blind},
+        {"run": "control D=32 seed 1", "Overall": 3.0, "Overall blind": control_blind},
+    ]
+    return {"parameters": {"sizes": [8, 32], "seed": 0}, "runs": runs}
+
+
+def test_advance_against_its_control_uses_the_larger_seed_spread_and_the_blind_levels():
+    from sail.claims import advance_adds
+
+    row = advance_adds(_advance_control(control_blind=1.0))  # 6 - 4 = 2 ± max(0.5, 1.0)
+    assert (row["difference"], row["low"], row["high"], row["verdict"]) == (2.0, 1.0, 3.0, "agrees")
+    unseeing = _advance_control(control_blind=5.0)
+    for run in unseeing["runs"]:
+        run["Overall blind"] = 7.0
+    assert advance_adds(unseeing)["verdict"] == "not testable"
+
+
 def _sweep(blind: float, b: float = 1.5, r2: float = 0.8) -> dict:
     runs = [{"run": f"D={d}", "Overall": float(i), "Overall blind": blind} for i, d in enumerate((8, 16, 32))]
-    return {"parameters": {"sizes": [8, 16, 32]}, "runs": runs, "fits": {"Overall": {"a": 0.0, "b": b, "r2": r2}}}
+    fits = {"Overall": {"a": 0.0, "b": b, "r2": r2}}
+    return {"parameters": {"sizes": [8, 16, 32], "seed": 0}, "runs": runs, "fits": fits}
 
 
 @pytest.mark.parametrize(
@@ -132,7 +168,11 @@ def _probe(large_low: float) -> dict:
 def test_after_sft_a_constant_answer_level_score_is_not_testable():
     row = survives_sft(_probe(large_low=-3.0))  # D=32 at 25.0, exactly what one answer to all scores
     assert row["verdict"] == "not testable" and "D=32 after SFT 25.0 at or below its blind level 25.0" in row["why"]
-    assert survives_sft(_probe(large_low=0.5))["verdict"] == "agrees"
+    row = survives_sft(_probe(large_low=0.5))  # 20.8 ± (1.25 + 4.5): the half-widths of [0.5, 3] and [-25, -16]
+    assert (row["difference"], row["low"], row["high"], row["verdict"]) == (20.8, 15.05, 26.55, "agrees")
+    no_probe = _probe(large_low=0.5)
+    no_probe["sft_probe"] = []  # notebook 04 with sft_steps 0
+    assert survives_sft(no_probe)["verdict"] == "not testable"
 
 
 def _tier(tier: str, score: float, blind: float, overall: float | None = None, width: float = 1.0) -> dict:
@@ -188,15 +228,30 @@ def test_the_ranking_holds_on_both_aggregates_beyond_their_intervals():
     assert ranking_holds(_rankings((10, 20, 30), (11, 21, 31), 1.0, 1.0, width=6.0))["verdict"] == "within noise"
     row = ranking_holds(_rankings((10, 20, 30), (31, 21, 11), -1.0, -1.0))
     assert row["verdict"] == "disagrees" and "intervals apart" in row["why"]
-    assert ranking_holds(_rankings((10, 20, 30), (11, 21, 31), 1.0, 0.5))["verdict"] == "disagrees"
+    reordered = _rankings((10, 20, 30), (11, 21, 31), 1.0, 0.5)
+    for row in reordered["larger"]:  # by question score the larger size reverses the order
+        row["question score"], row["low"], row["high"] = 40 - row["Overall"], 39 - row["Overall"], 41 - row["Overall"]
+    assert ranking_holds(reordered)["verdict"] == "disagrees"
+
+
+def test_a_ranking_with_all_scores_tied_has_an_undefined_correlation():
+    row = ranking_holds(_rankings((10, 10, 10), (11, 11, 11), float("nan"), float("nan")))
+    assert row["verdict"] == "within noise" and row["difference"] is None
+    assert row["ours"].startswith("Spearman undefined by Overall, Spearman undefined by question score")
 
 
 def _statistics(judge: str) -> dict:
+    reads_generator = judge == "rules"
     stats = {
         tier: dict.fromkeys(("difficulty", "complexity", "relevance"), float(i))
         for i, tier in enumerate(("knowledge", "instruction", "preference"))
     }
-    return {"curriculum_statistics": stats, "judge": judge, "judge_reads": "the generator's metadata"}
+    return {
+        "curriculum_statistics": stats,
+        "judge": judge,
+        "judge_reads": "the generator's metadata",
+        "judge_reads_generator": reads_generator,
+    }
 
 
 def test_statistics_a_rules_judge_reads_from_the_generator_are_not_testable():
@@ -245,6 +300,30 @@ def test_distilled_captions_take_their_spread_from_the_seed_bench_and_need_a_cap
     assert "2 captioner seeds (0.700 to 0.900 pair F1" in row["why"]
     assert distilled_captions(*_captioner(0.8, 0.1))["low"] == 30.0  # no bench: no spread
     assert distilled_captions(*_captioner(0.8, 0.8), seeds)["verdict"] == "not testable"
+
+
+def test_the_readme_section_is_written_between_its_markers_from_the_run(tmp_path):
+    from sail.claims import README_END, README_START, write_readme
+
+    run = tmp_path / "run"
+    (run / "results").mkdir(parents=True)
+    claim = {"id": "Tc", "claim": "c", "paper": "p", "ours": "o", "verdict": "not testable", "why": "w"}
+    report = {"rules": {"agrees": "a"}, "counts": {"agrees": 0, "not testable": 1}, "claims": [claim]}
+    (run / "claims.json").write_text(json.dumps(report))
+    means = {"overall": 5.0, "blind overall": 30.1, "group mean": 4.2, "blind group mean": 29.0}
+    final = {"checkpoint": "m", "columns": ["benchmark", "score"], "rows": [{"benchmark": "B", "score": 1.5}]}
+    paper = {"final_model": {**final, "averages": {**means, "benchmarks": 9, "groups": 4}}}
+    (run / "results" / "09_paper.json").write_text(json.dumps(paper))
+    readme = tmp_path / "README.md"
+    readme.write_text(f"before\n{README_START}\nstale\n{README_END}\nafter\n")
+    text = write_readme(readme, run).read_text()
+    assert text.startswith(f"before\n{README_START}\n") and text.endswith(f"{README_END}\nafter\n")
+    assert "stale" not in text and "of 1 claims: 0 agrees, 1 not testable." in text
+    assert "| Tc | c | p | o | **not testable** |" in text and "| B | 1.5 |" in text
+    assert "Overall (mean over the 9 benchmarks): 5.0, blind level 30.1;" in text
+    readme.write_text("no markers")
+    with pytest.raises(ValueError, match="has no claims section"):
+        write_readme(readme, run)
 
 
 def test_counts_list_every_verdict():

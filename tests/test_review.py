@@ -135,7 +135,7 @@ def _dashboard_run(folder):
         "averages": {"overall": 5.0, "blind overall": 30.1, "group mean": 4.2, "blind group mean": 29.0},
     }
     means = {**final["averages"], "benchmarks": 9, "groups": 4}
-    paper = {"headline": {"final overall": 0.1}, "final_model": {**final, "averages": means}}
+    paper = {"headline": {"final overall": 0.1, "seconds": 12345.6}, "final_model": {**final, "averages": means}}
     (folder / "results" / "09_paper.json").write_text(json.dumps(paper))
 
 
@@ -153,6 +153,7 @@ def test_the_index_is_a_reviewer_s_dashboard(tmp_path):
     assert "Overall (mean over the 9 benchmarks): 5.0, blind level 30.1" in page
     assert "mean of the 4 group averages: 4.2, blind level 29.0" in page
     assert "final overall: 0.1<" in page  # as the notebook rounded it, no zeros padded on
+    assert "seconds: 12,346<" in page  # never in exponent form
     for link in ("claims.json", "results/", "data_cards/", "manifest.json", "../../README.md"):
         assert f'href="{link}"' in page
 

@@ -186,6 +186,7 @@ def test_each_judge_names_itself_and_what_it_reads():
     assert ChatJudge(served).name == "Qwen2-VL-72B-Instruct"
     assert ChatJudge(ScriptedVLM()).name == "ScriptedVLM"  # a client without a served model: its kind
     assert ChatJudge(served).reads == "the samples' text and first image"
+    assert RulesJudge.reads_generator and not ChatJudge(served).reads_generator  # what makes Tc testable
 
 
 def test_chat_judge_sends_the_conversation_and_its_first_image(tmp_path):

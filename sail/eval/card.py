@@ -16,13 +16,16 @@ from pathlib import Path
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
 OVERALL = "Overall / average"
+MINIATURE = """This is a miniature: a few million parameters trained for minutes on synthetic images, for
+teaching and for testing the pipeline, not for use.
+"""
 FINAL_COLUMNS = (
     "benchmark",
     "group",
     "questions",
     "score",
     "blind level",
-    "score − blind",
+    "per-question score − blind constant [95 %]",
     "distinct answers",
     "with swapped images",
     "above chance",
@@ -42,7 +45,9 @@ def final_rows(evaluation: Mapping) -> list[dict]:
                 "questions": spec["n"],
                 "score": round(row["score"], 1),
                 "blind level": round(row["blind"], 1),
-                "score − blind": f"{row['difference']:+.1f} [{row['low']:+.1f}, {row['high']:+.1f}]",
+                "per-question score − blind constant [95 %]": (
+                    f"{row['difference']:+.1f} [{row['low']:+.1f}, {row['high']:+.1f}]"
+                ),
                 "distinct answers": row["distinct answers"],
                 "with swapped images": f"{row['swapped score']:.1f}",
                 "above chance": "yes" if row["above chance"] else "no",
@@ -108,8 +113,8 @@ def final_model_card(
     reliance = evaluation.get("image_reliance", {}).get(final)
     looks = (
         f"The gold answers' loss changes by {reliance['image gain']:.3f} nats per token "
-        f"(95 % interval [{reliance['low']:.3f}, {reliance['high']:.3f}]) when the question's own image replaces "
-        "another image of the same benchmark"
+        f"(95 % interval [{reliance['low']:.3f}, {reliance['high']:.3f}]) when another image of the same benchmark "
+        "replaces the question's own"
         if reliance
         else "Image reliance was not measured"
     )
@@ -143,9 +148,11 @@ An InternVL in transformers' own layout (`InternVLForConditionalGeneration`): lo
 
 Scores in percent, VLMEvalKit's rules. The blind level is what a model that never looks at the
 image can score: the best one answer given to every question (gold answers, this model's own
-answers, empty and padded strings) or random guessing. `score − blind` is the paired bootstrap
-interval over questions; "above chance" needs it above 0 and a lower score, beyond its interval,
-when every question is shown another question's image.
+answers, empty and padded strings) or random guessing. The next column compares question by
+question: this model's per-question score minus the best constant answer's, with its paired
+bootstrap interval (on POPE and HallusionBench, whose headlines are not means over questions, it
+is yes/no accuracy). "Above chance" needs that interval above 0 and a lower score, beyond its
+interval, when every question is shown another question's image.
 
 {markdown_table(rows, FINAL_COLUMNS)}
 
@@ -156,9 +163,7 @@ Overall (mean over the {means["benchmarks"]} benchmarks, Table 1's Avg): {means[
 ## Limitations
 
 Above chance on {len(above)} of {len(rows)} benchmarks{": " + ", ".join(above) if above else ""}. {looks}.{flagged}
-This is a miniature: a few million parameters trained for minutes on synthetic images, for
-teaching and for testing the pipeline, not for use.
-"""
+{MINIATURE if profile == "tiny" else ""}"""
     return ModelCard(f"---\n{data.to_yaml()}\n---\n{body}")
 
 

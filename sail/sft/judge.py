@@ -57,6 +57,7 @@ class Judgement:
 class Judge(Protocol):
     name: str
     reads: str
+    reads_generator: bool  # scores the world generator's own metadata: what it finds, the generator put there
 
     def score(self, rows: Sequence[dict], root: str | Path) -> list[Judgement]: ...
 
@@ -72,6 +73,7 @@ class RulesJudge:
     """Scores from generator metadata (`difficulty`, `facts` in each row) and text statistics."""
 
     name = "rules"
+    reads_generator = True
     reads = "the world generator's metadata (question difficulty, the image's facts) and the answers' length and turns"
 
     def score(self, rows: Sequence[dict], root: str | Path = "") -> list[Judgement]:
@@ -101,6 +103,7 @@ class ChatJudge:
     """`RUBRIC` asked of a chat VLM (anything with `ask(prompt, image)`), once per sample."""
 
     reads = "the samples' text and first image"
+    reads_generator = False
 
     def __init__(self, client, rubric: str = RUBRIC):
         self.client, self.rubric = client, rubric
