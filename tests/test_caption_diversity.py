@@ -55,3 +55,4 @@ def test_the_comparison_names_every_measure_where_it_is_ahead_behind_or_level():
         "level with alt on unique 2-grams (4 vs 4), unique 3-grams (2 vs 2), unique 4-grams (0 vs 0), "
         "unique verbs (0 vs 0) and mean words (3.0 vs 3.0)"
     )
+    assert diversity_comparison(table, "mini", "alt", "the alt-text").startswith("mini is ahead of the alt-text on")

@@ -90,16 +90,17 @@ def diversity_table(
     return table
 
 
-def diversity_comparison(table: pd.DataFrame, source: str, other: str) -> str:
-    """Every measure of `source` against `other`'s, grouped by where `source` is ahead, behind or
-    level (judged on the digits shown): a summary that cannot pick only the measures it wins."""
+def diversity_comparison(table: pd.DataFrame, source: str, other: str, other_name: str | None = None) -> str:
+    """Every measure of `source` against `other`'s (named `other_name` in the sentence), grouped by
+    where `source` is ahead, behind or level (judged on the digits shown): a summary that cannot
+    pick only the measures it wins."""
     groups: dict[str, list[str]] = {"above": [], "below": [], "level with": []}
     for measure in (column for column in table.columns if column != "captions"):
         ours, theirs = table.loc[source, measure], table.loc[other, measure]
         digits = 1 if measure == "mean words" else 0
         groups[relation(ours, theirs, digits)].append(f"{measure} ({number(ours, digits)} vs {number(theirs, digits)})")
     words = {"above": "ahead of", "below": "behind", "level with": "level with"}
-    parts = [f"{words[where]} {other} on {listing(found)}" for where, found in groups.items() if found]
+    parts = [f"{words[where]} {other_name or other} on {listing(found)}" for where, found in groups.items() if found]
     return f"{source} is " + "; ".join(parts)
 
 
