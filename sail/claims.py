@@ -77,17 +77,25 @@ class Arm:
         return self.score - self.blind > self.margin
 
     def __str__(self) -> str:
-        where = "above" if self.sees else "at or below"
-        return f"{self.name} {self.score:.{self.digits}f} {where} its blind level {self.blind:.{self.digits}f}"
+        def shown(value: float) -> str:
+            return f"{value:.{self.digits}f}"
+
+        said = f"{self.name} {shown(self.score)}"
+        gap = self.score - self.blind
+        if self.sees:
+            return f"{said} above its blind level {shown(self.blind)} by {shown(gap)}"
+        if gap <= 0:
+            return f"{said} at or below its blind level {shown(self.blind)} (by {gap:+.{self.digits}f})"
+        noise = shown(self.margin)
+        return f"{said} above its blind level {shown(self.blind)} by {shown(gap)}, not beyond its noise ({noise})"
 
 
 def untestable(arms: Sequence[Arm]) -> str:
-    """Why a comparison of `arms` tests nothing ("" when at least one arm sees)."""
-    if any(arm.sees for arm in arms):
+    """Why a comparison of `arms` tests nothing ("" when at least one arm sees, or no arms are given:
+    a claim that compares no models, such as a judge's statistics)."""
+    if not arms or any(arm.sees for arm in arms):
         return ""
-    return "every compared arm is at or below what a model that ignores the image scores: " + "; ".join(
-        f"{arm} (by {arm.score - arm.blind:+.{arm.digits}f})" for arm in arms
-    )
+    return "no compared arm clears what a model that ignores the image scores: " + "; ".join(map(str, arms))
 
 
 def verdict(low: float, high: float, *, not_testable: str = "", control_ties: str = "") -> str:
@@ -119,8 +127,12 @@ def _joined(*parts: str) -> str:
     return "; ".join(part for part in parts if part)
 
 
-def _row(claim_id, claim, paper, ours, difference, low, high, *, why, not_testable="", control_ties="") -> dict:
-    """One claim judged by `RULES`; `why` holds the run's numbers behind the verdict."""
+def _row(
+    claim_id, claim, paper, ours, difference, low, high, *, why, arms=(), not_testable="", control_ties=""
+) -> dict:
+    """One claim judged by `RULES`; `why` holds the run's numbers behind the verdict, then where each
+    compared arm sits against its blind level (the reason itself when no arm sees)."""
+    not_testable = _joined(untestable(arms), not_testable)
     return {
         "id": claim_id,
         "claim": claim,
@@ -131,13 +143,20 @@ def _row(claim_id, claim, paper, ours, difference, low, high, *, why, not_testab
         "high": round(float(high), 3),
         "verdict": verdict(low, high, not_testable=not_testable, control_ties=control_ties),
         "rule": RULE,
-        "why": _joined(not_testable, control_ties, "no spread is measured" if low == high else "", why),
+        "why": _joined(
+            not_testable,
+            control_ties,
+            "no spread is measured" if low == high else "",
+            why,
+            "" if not_testable else "; ".join(map(str, arms)),
+        ),
     }
 
 
-def _shaped(claim_id, claim, paper, ours, verdict_, rule, *, difference=None, why="", not_testable="") -> dict:
+def _shaped(claim_id, claim, paper, ours, verdict_, rule, *, difference=None, why="", arms=(), not_testable="") -> dict:
     """One claim about a shape (a fit, an ordering, a rank correlation), judged by its own `rule`
-    once it is testable."""
+    once it is testable (as `_row` says where its arms sit)."""
+    not_testable = _joined(untestable(arms), not_testable)
     return {
         "id": claim_id,
         "claim": claim,
@@ -148,7 +167,7 @@ def _shaped(claim_id, claim, paper, ours, verdict_, rule, *, difference=None, wh
         "high": None,
         "verdict": "not testable" if not_testable else verdict_,
         "rule": f"not testable when {RULES['not testable']}; otherwise {rule}",
-        "why": _joined(not_testable, why),
+        "why": _joined(not_testable, why, "" if not_testable else "; ".join(map(str, arms))),
     }
 
 
@@ -186,7 +205,7 @@ def caption_sources(alignment: dict) -> dict:
         difference,
         difference - spread,
         difference + spread,
-        not_testable=untestable(arms),
+        arms=arms,
         control_ties=(
             f"the wrong-facts control ties or wins: SAIL-Caption-mini − wrong-facts {control:+.1f}, not above the "
             f"two seeds' spread ({spread:.1f}), so what wins is the captions' format, not their facts"
@@ -194,7 +213,7 @@ def caption_sources(alignment: dict) -> dict:
             else ""
         ),
         why=f"Caption column (every row trains on the same OCR data); range: ± the two seeds' spread at "
-        f"D={largest} ({spread:.1f}); " + "; ".join(map(str, arms)),
+        f"D={largest} ({spread:.1f})",
     )
 
 
@@ -210,7 +229,11 @@ def ocr_quality(advance: dict) -> dict:
     # As arms: the loss rise that swapping images causes, against 0 (what a model that ignores the image shows).
     arms = [
         Arm(
-            f"{name} (swapped-image loss rise)", row["OCR answer loss swapped"] - row["OCR answer loss"], 0.0, spread, 3
+            f"{name}: the loss rise with swapped images",
+            row["OCR answer loss swapped"] - row["OCR answer loss"],
+            0.0,
+            spread,
+            3,
         )
         for name, row in (("high quality alone", hq), ("mixed", mixed))
     ]
@@ -223,9 +246,8 @@ def ocr_quality(advance: dict) -> dict:
         difference,
         difference - spread,
         difference + spread,
-        not_testable=untestable(arms),
-        why=f"teacher-forced OCR answer loss, lower is better; range: ± the two seeds' spread ({spread:.3f}); "
-        + "; ".join(map(str, arms)),
+        arms=arms,
+        why=f"teacher-forced OCR answer loss, lower is better; range: ± the two seeds' spread ({spread:.3f})",
     )
 
 
@@ -248,10 +270,9 @@ def log_linear(results: dict, stage: str) -> dict:
         "agrees when the slope b > 0 and the fit explains most of the variance (R² ≥ 0.7); "
         "disagrees when b ≤ 0; within noise otherwise",
         difference=round(fit["b"], 3),
-        not_testable=untestable(arms),
+        arms=arms,
         why=f"{len(seeing)} of {len(arms)} sweep points above their blind level"
-        + (f" ({', '.join(seeing)})" if seeing else "")
-        + f"; largest point: {arms[-1]}",
+        + (f" ({', '.join(seeing)})" if seeing else ""),
     )
 
 
@@ -291,7 +312,7 @@ def survives_sft(alignment: dict) -> dict:
         difference,
         difference - spread,
         difference + spread,
-        not_testable=untestable(arms),
+        arms=arms,
         why=f"range: ± the two arms' bootstrap half-widths added ({spread:.1f}); "
         + "; ".join(
             f"{name}: {probe[name]['VQA after SFT']:.1f} against a blind level of {probe[name]['VQA blind']:.1f} "
@@ -322,31 +343,42 @@ def advance_adds(advance: dict) -> dict:
         difference,
         difference - spread,
         difference + spread,
-        not_testable=untestable(arms),
-        why=f"range: ± the larger of the two arms' seed spreads ({spread:.1f}); " + "; ".join(map(str, arms)),
+        arms=arms,
+        why=f"range: ± the larger of the two arms' seed spreads ({spread:.1f})",
     )
 
 
-def _captioner_seed_spread(seeds: Mapping | None) -> tuple[float, str]:
-    """(max − min of the captioner's pair F1 over seeds, its source) from the captioner seed bench."""
-    if not seeds or len(seeds.get("rows", [])) < 2:
-        return 0.0, "no seed spread is measured"
-    values = [row["pair_f1"] for row in seeds["rows"]]
+def _captioner_seeds(seeds: Mapping | None, seed: int, ours: float) -> tuple[list[float], str]:
+    """The captioner's pair F1 over the seed bench's seeds, with where they come from; none when the
+    bench is missing or describes another recipe (its row for this run's seed is not this run's F1)."""
+    rows = (seeds or {}).get("rows", [])
+    same_seed = [row["pair_f1"] for row in rows if row["seed"] == seed]
+    if len(rows) < 2:
+        return [], "no seed spread is measured (no captioner seed bench)"
+    if not same_seed or abs(same_seed[0] - ours) > 0.01:
+        return [], (
+            f"no seed spread is used: the captioner seed bench's seed {seed} scored "
+            f"{same_seed[0] if same_seed else 'nothing'}, this run {ours:.3f}, so it measured another recipe"
+        )
+    values = [row["pair_f1"] for row in rows]
     commit = seeds.get("git", {}).get("commit", "unknown")[:7]
-    return max(values) - min(values), (
-        f"range: ± the spread of {len(values)} captioner seeds ({min(values):.3f} to {max(values):.3f} pair F1; "
+    return values, (
+        f"range: the differences {len(values)} captioner seeds give ({min(values):.3f} to {max(values):.3f} pair F1; "
         f"bench/results/captioner_seeds.json, commit {commit})"
     )
 
 
 def distilled_captions(captioner: dict, production: dict, captioner_seeds: Mapping | None = None) -> dict:
-    """H1: distilled captions describe the image far better than alt-text and weak captions."""
+    """H1: distilled captions describe the image far better than alt-text and weak captions.
+
+    Alt-text and weak captions are fixed text; only the captioner varies with its seed, so the
+    range is the span of the differences the seed bench's captioners give."""
     pair = {source: scores["objects"] for source, scores in captioner["quality_headline"].items()}
     ours, other = pair["captioner (caption)"], max(pair["alt_text"], pair["weak"])
     blind = captioner["blind_pair_f1"]["captioner (caption)"]["blind"]
-    spread, source = _captioner_seed_spread(captioner_seeds)
-    difference = 100 * (ours - other)
-    arm = Arm("the captioner", 100 * ours, 100 * blind, 100 * spread)
+    values, source = _captioner_seeds(captioner_seeds, captioner["parameters"]["seed"], ours)
+    low, high = (min(values), max(values)) if values else (ours, ours)
+    arm = Arm("the captioner", 100 * ours, 100 * blind, 100 * (ours - low))
     return _row(
         "H1",
         "Distilled captions are far better than alt-text and weak captions",
@@ -354,12 +386,12 @@ def distilled_captions(captioner: dict, production: dict, captioner_seeds: Mappi
         f"colour–shape pair F1 on held-out test images: captioner {ours:.3f}, alt-text {pair['alt_text']:.3f}, "
         f"weak {pair['weak']:.3f}; on held-out pool images (notebook 03) "
         f"{production['headline']['pair F1']:.3f} against {production['headline']['alt-text pair F1']:.3f}",
-        difference,
-        difference - 100 * spread,
-        difference + 100 * spread,
-        not_testable=untestable([arm]),
-        why=f"in F1 points against the better of alt-text and weak; {source}; the captioner's captions score "
-        f"{blind:.3f} against other images' records (its blind level)",
+        100 * (ours - other),
+        100 * (low - other),
+        100 * (high - other),
+        arms=[arm],
+        why=f"in F1 points against the better of alt-text and weak; {source}; its blind level is what its captions "
+        "score against other images' records, or one caption given to every image",
     )
 
 
@@ -417,7 +449,7 @@ def quick_ranking(sft_data: dict) -> dict:
         "score (the aggregate that is a mean over the same questions, so it has a paired interval; the paper's "
         "Overall is shown beside it); agrees when all three agree, disagrees when any disagrees, within noise "
         "otherwise",
-        not_testable=untestable(arms),
+        arms=arms,
         why="pairs "
         + ", ".join(f"{order}: {v}" for order, v in zip(orders, verdicts, strict=True))
         + "; "
@@ -459,7 +491,7 @@ def ranking_holds(sft_data: dict) -> dict:
         "both sizes and every tier's interval is apart from the others; disagrees when a ranking differs and the "
         "intervals are apart; within noise when intervals overlap",
         difference=None if math.isnan(rhos["Overall"]) else round(rhos["Overall"], 3),
-        not_testable=untestable(arms),
+        arms=arms,
         why="; ".join(
             f"by {aggregate}: {' > '.join(at_quick)} at {sizes[0]}, {' > '.join(at_larger)} at {sizes[1]}, "
             f"intervals {'apart' if apart[aggregate] else 'overlapping'}"
@@ -531,7 +563,8 @@ def curriculum_scales(curriculum: dict, evaluation: dict) -> dict:
         largest["difference"],
         largest["low"],
         largest["high"],
-        not_testable=_joined(untestable(arms), blind_answers),
+        arms=arms,
+        not_testable=blind_answers,
         why=f"range: the paired bootstrap interval at the largest size; {_blind_rows(rows.values())}"
         + ("" if all(r is not None for r in reliance.values()) else "; image reliance not measured (notebook 08)"),
     )

@@ -83,6 +83,10 @@ def render_html(notebook: Path) -> Path:
 def _number(value: Any) -> str:
     """A headline number as its notebook rounded it: at most four significant digits, no zeros padded
     on (0.1 stays "0.1", never "0.100")."""
+    if isinstance(value, list):
+        return ", ".join(_number(item) for item in value)
+    if isinstance(value, dict):
+        return ", ".join(f"{html.escape(str(key))} {_number(item)}" for key, item in value.items())
     if isinstance(value, bool) or not isinstance(value, int | float):
         return html.escape(str(value))
     if isinstance(value, int) or abs(value) >= 1000:

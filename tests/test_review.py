@@ -135,7 +135,8 @@ def _dashboard_run(folder):
         "averages": {"overall": 5.0, "blind overall": 30.1, "group mean": 4.2, "blind group mean": 29.0},
     }
     means = {**final["averages"], "benchmarks": 9, "groups": 4}
-    paper = {"headline": {"final overall": 0.1, "seconds": 12345.6}, "final_model": {**final, "averages": means}}
+    headline = {"final overall": 0.1, "seconds": 12345.6, "ranking": ["a", "b"], "rises": {"x": True}}
+    paper = {"headline": headline, "final_model": {**final, "averages": means}}
     (folder / "results" / "09_paper.json").write_text(json.dumps(paper))
 
 
@@ -154,6 +155,7 @@ def test_the_index_is_a_reviewer_s_dashboard(tmp_path):
     assert "mean of the 4 group averages: 4.2, blind level 29.0" in page
     assert "final overall: 0.1<" in page  # as the notebook rounded it, no zeros padded on
     assert "seconds: 12,346<" in page  # never in exponent form
+    assert "ranking: a, b<" in page and "rises: x True<" in page  # no Python reprs
     for link in ("claims.json", "results/", "data_cards/", "manifest.json", "../../README.md"):
         assert f'href="{link}"' in page
 

@@ -73,8 +73,9 @@ def averages(evaluation: Mapping) -> dict[str, float]:
 
 
 def markdown_table(rows: Sequence[Mapping], columns: Sequence[str]) -> str:
-    """`rows` as a markdown table (numbers as they are, right-aligned after the first column)."""
-    head = "| " + " | ".join(columns) + " |\n|" + "|".join("---" if i == 0 else "---:" for i in range(len(columns)))
+    """`rows` as a markdown table: numbers as they are, a column right-aligned when it holds numbers only."""
+    numeric = [all(isinstance(row[c], int | float) and not isinstance(row[c], bool) for row in rows) for c in columns]
+    head = "| " + " | ".join(columns) + " |\n|" + "|".join("---:" if right else "---" for right in numeric)
     return head + "|\n" + "\n".join("| " + " | ".join(str(row[c]) for c in columns) + " |" for row in rows)
 
 
