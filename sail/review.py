@@ -12,6 +12,7 @@ from __future__ import annotations
 import html
 import json
 import re
+from collections import Counter
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
@@ -126,7 +127,9 @@ def _claims_section(claims: Mapping[str, Any]) -> str:
     if not claims:
         return "<p>No claims yet: notebook 09 writes <code>claims.json</code>.</p>"
     rows = claims["claims"]
-    summary = ", ".join(f"{count} {verdict}" for verdict, count in claims["counts"].items())
+    # a claims.json written before verdicts were counted in it: count them here
+    counts = claims.get("counts") or Counter(row["verdict"] for row in rows)
+    summary = ", ".join(f"{count} {verdict}" for verdict, count in counts.items())
     table = _table(
         ["claim", "verdict", "ours", "paper", "why"],
         ([row["id"], row["verdict"], row["ours"], row["paper"], row["why"]] for row in rows),

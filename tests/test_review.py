@@ -160,6 +160,13 @@ def test_the_index_is_a_reviewer_s_dashboard(tmp_path):
         assert f'href="{link}"' in page
 
 
+def test_the_index_counts_the_verdicts_of_a_claims_file_that_does_not(tmp_path):
+    claim = {"id": "H1", "verdict": "agrees", "ours": "o", "paper": "p", "why": "w"}
+    (tmp_path / "claims.json").write_text(json.dumps({"rule": "r", "claims": [claim, {**claim, "id": "T3"}]}))
+    page = review.write_index(tmp_path, "tiny", {}).read_text()
+    assert "2 claims: 2 agrees." in page
+
+
 def test_html_render_embeds_figures(tmp_path):
     png = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk+M9QDwADhgGAWjR9awAAAABJRU5ErkJggg=="
     nb = notebook_with(new_output("display_data", data={"image/png": png, "text/plain": "<Figure>"}))
