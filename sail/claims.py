@@ -32,7 +32,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from sail.eval.card import markdown_table
-from sail.sft.experiment import ranking
+from sail.sft.experiment import against_blind, ranking
 
 VERDICTS = ("agrees", "disagrees", "within noise", "not testable")
 RULES = {
@@ -408,20 +408,9 @@ def _tier_arms(rows: Sequence[dict], aggregate: str) -> list[Arm]:
     return [Arm(row["tier"], row[score], row[blind], row[score] - row[low]) for row in rows]
 
 
-def _answer_profile(row: dict, most: int = 2) -> str:
-    """A run's most one-sided answers, e.g. "WorldPOPE 'Yes' ×79 of 96"."""
-    profiles = sorted(row["answers"].items(), key=lambda item: item[1]["count"] / item[1]["n"], reverse=True)
-    return ", ".join(f"{name} '{p['commonest']}' ×{p['count']} of {p['n']}" for name, p in profiles[:most])
-
-
 def _blind_rows(rows: Sequence[dict]) -> str:
-    """Each run's question score and Overall beside its blind levels, and its commonest answers."""
-    return "; ".join(
-        f"{row['run']}: question score {row['question score']:.1f} (blind {row['blind question score']:.1f}), "
-        f"Overall {row['Overall']:.1f} (blind {row['blind Overall']:.1f}); step-wise answers "
-        f"{row['stepwise answers %']:.0f} %; commonest answers {_answer_profile(row)}"
-        for row in rows
-    )
+    """Each run's aggregates beside their blind levels, its commonest answers and its step-wise share."""
+    return "; ".join(f"{against_blind(row)}; step-wise answers {row['stepwise answers %']:.0f} %" for row in rows)
 
 
 def quick_ranking(sft_data: dict) -> dict:

@@ -23,6 +23,7 @@ from sail.eval.benchmarks import (
 from sail.eval.report import question_scores
 from sail.sft.data import TIERS, reasoned_answer, short_answer, write_world_sft
 from sail.sft.experiment import (
+    against_blind,
     answer_profile,
     answer_quotes,
     answer_table,
@@ -341,3 +342,26 @@ def test_rankings_and_their_spearman_by_either_aggregate():
     assert rank_correlation(quick, larger, "Overall") == pytest.approx(-1.0)
     level = [{**row, "Overall": 0.0} for row in quick]
     assert math.isnan(rank_correlation(level, larger, "Overall"))  # all tied: no ranking to compare
+
+
+def test_a_row_against_its_blind_levels_reads_both_aggregates_and_its_one_sided_answers():
+    row = {
+        "run": "mixed D=8",
+        "Overall": 14.66,
+        "Overall low": 12.04,
+        "Overall high": 17.35,
+        "blind Overall": 31.2,
+        "question score": 16.2,
+        "low": 13.0,
+        "high": 19.5,
+        "blind question score": 31.5,
+        "answers": {
+            "WorldPOPE": {"distinct": 2, "commonest": "Yes", "count": 79, "n": 96},
+            "WorldVQA": {"distinct": 9, "commonest": "red", "count": 20, "n": 96},  # under half: not quoted
+        },
+    }
+    assert against_blind(row) == (
+        "mixed D=8 Overall 14.7 [12.0, 17.4] (blind 31.2), question score 16.2 [13.0, 19.5] (blind 31.5); "
+        "one answer to at least half the questions of 1 of 2 benchmarks (WorldPOPE 'Yes' ×79 of 96)"
+    )
+    assert against_blind(row, "mixed").startswith("mixed Overall 14.7")

@@ -173,6 +173,19 @@ def answer_table(rows: Sequence[Mapping]) -> dict[str, dict[str, str]]:
     return {row["run"]: {name: quoted_answer(entry) for name, entry in row["answers"].items()} for row in rows}
 
 
+def against_blind(row: Mapping, label: str | None = None) -> str:
+    """A comparison row (`run_row`) as a reader judges it: both aggregates with their intervals, each
+    beside its blind level, and on how many benchmarks one answer covers at least half the questions
+    (the three most covered quoted), under `label` (default: the run's name)."""
+    quotes = answer_quotes(row["answers"])
+    return (
+        f"{label or row['run']} Overall {row['Overall']:.1f} [{row['Overall low']:.1f}, {row['Overall high']:.1f}] "
+        f"(blind {row['blind Overall']:.1f}), question score {row['question score']:.1f} [{row['low']:.1f}, "
+        f"{row['high']:.1f}] (blind {row['blind question score']:.1f}); one answer to at least half the questions "
+        f"of {len(quotes)} of {len(row['answers'])} benchmarks" + (f" ({', '.join(quotes[:3])})" if quotes else "")
+    )
+
+
 def score(
     model, processor, benchmarks: Mapping[str, Sequence[Mapping]], answers: Sequence[Sample], *, batch_size: int = 64
 ) -> dict:
