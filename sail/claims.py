@@ -377,7 +377,7 @@ def distilled_captions(captioner: dict, production: dict, captioner_seeds: Mappi
     ours, other = pair["captioner (caption)"], max(pair["alt_text"], pair["weak"])
     blind = captioner["blind_pair_f1"]["captioner (caption)"]["blind"]
     values, source = _captioner_seeds(captioner_seeds, captioner["parameters"]["seed"], ours)
-    low, high = (min(values), max(values)) if values else (ours, ours)
+    low, high = min([*values, ours]), max([*values, ours])  # the bench's row for this seed, rounded, is ours
     arm = Arm("the captioner", 100 * ours, 100 * blind, 100 * (ours - low))
     return _row(
         "H1",

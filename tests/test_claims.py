@@ -302,6 +302,8 @@ def test_distilled_captions_range_over_the_seed_bench_s_captioners():
     row = distilled_captions(*_captioner(0.8, 0.1), SEEDS)  # 80 - 50 and 90 - 50
     assert (row["difference"], row["low"], row["high"], row["verdict"]) == (30.0, 30.0, 40.0, "agrees")
     assert "the differences 2 captioner seeds give (0.800 to 0.900 pair F1" in row["why"]
+    row = distilled_captions(*_captioner(0.7996, 0.1), SEEDS)  # the bench rounds this seed to 0.80
+    assert row["low"] <= row["difference"] <= row["high"]
     row = distilled_captions(*_captioner(0.8, 0.1))  # no bench: no spread, so noise cannot be excluded
     assert (row["low"], row["high"], row["verdict"]) == (30.0, 30.0, "within noise")
 
