@@ -17,6 +17,7 @@ from sail.data.mixture import (
     MixtureError,
     Sample,
     conversation_row,
+    next_different,
     read_mixture,
     read_source,
     repeat,
@@ -301,3 +302,20 @@ def test_rotate_images_gives_each_sample_the_next_image_of_its_own_source():
     assert [(s.id, s.source, s.messages) for s in rotated] == [
         (s.id, s.source, s.messages) for s in [cards[0], scene, cards[1], cards[2]]
     ]
+
+
+def test_rotate_images_never_hands_a_sample_its_own_image_back():
+    # two questions about c0's image, then c1: both c0 questions get c1's image, c1 gets c0's
+    asked = [
+        Sample(f"q{i}", "cards", (path,), (("user", "<image>\nq"), ("assistant", "a")))
+        for i, path in enumerate(["/c0.png", "/c0.png", "/c1.png"])
+    ]
+    assert [s.image_paths for s in rotate_images(asked)] == [("/c1.png",), ("/c1.png",), ("/c0.png",)]
+    alone = rotate_images(asked[:2])  # a source with one image keeps it: nothing else to show
+    assert [s.image_paths for s in alone] == [("/c0.png",), ("/c0.png",)]
+
+
+def test_next_different_skips_equal_keys_and_wraps():
+    assert next_different(["a", "a", "b", "c", "c"]) == [2, 2, 3, 0, 0]
+    assert next_different(["a", "a"]) == [0, 1]
+    assert next_different([]) == []

@@ -68,6 +68,20 @@ def test_wide_card_is_tiled_with_a_thumbnail(tokenizer, geometry):
     assert batch["pixel_values"].shape[0] == 3  # 2 x 1 grid + thumbnail
 
 
+def test_training_tiles_every_world_benchmark_image_as_its_evaluation_does(tokenizer, geometry):
+    from sail.eval.benchmarks import WORLD_BENCHMARKS
+    from sail.model import image_processor, processor_for
+    from sail.world import sample_records
+
+    training = processor_for(build_vlm(geometry, tokenizer, meta=True), tokenizer).image_processor
+    for spec in WORLD_BENCHMARKS.values():
+        evaluation = image_processor(geometry.tile_size, spec.max_tiles)
+        images = [render(r) for r in sample_records("test", 4, seed=0, card_fraction=spec.card_fraction)]
+        tiles = [len(evaluation(image, return_tensors="pt")["pixel_values"]) for image in images]
+        assert [len(training(image, return_tensors="pt")["pixel_values"]) for image in images] == tiles, spec.name
+        assert spec.card_fraction == 0 or 3 in tiles  # a card: two tiles and a thumbnail
+
+
 def test_masking_raises_on_template_mismatch(tokenizer):
     text = tokenizer.apply_chat_template(conversation("Describe.", "a red circle", image=False), tokenize=False)
     ids = tokenizer.encode(text, add_special_tokens=False)

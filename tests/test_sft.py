@@ -21,7 +21,7 @@ from sail.eval.benchmarks import (
     score_benchmark,
 )
 from sail.eval.report import question_scores
-from sail.sft.data import TIERS, reasoned_answer, short_answer, write_world_sft
+from sail.sft.data import TIERS, eval_prompt, reasoned_answer, short_answer, write_world_sft
 from sail.sft.experiment import (
     against_blind,
     answer_profile,
@@ -36,7 +36,8 @@ from sail.sft.experiment import (
     suite_samples,
 )
 from sail.sft.judge import ChatJudge, RulesJudge, parse_scores
-from sail.world import split_of
+from sail.world import sample_records, split_of
+from sail.world.questions import general_questions, math_questions, ocr_questions, pope_questions, pope_statistics
 
 
 @pytest.fixture(scope="module")
@@ -244,6 +245,20 @@ def test_stage_shares_split_by_largest_remainder_and_never_empty_a_stage():
     assert stage_shares(256, shares, unit=16) == {"knowledge": 144, "instruction": 80, "preference": 32}
     with pytest.raises(ValueError, match="100 samples are not a whole number of units of 16"):
         stage_shares(100, shares, unit=16)
+
+
+def test_sft_asks_each_question_kind_with_the_suffix_its_benchmark_asks_it_with():
+    records = sample_records("train", 40, seed=0) + sample_records("train", 20, seed=0, card_fraction=1.0)
+    statistics = pope_statistics(records)
+    asked = [
+        q
+        for r in records
+        for q in general_questions(r, 0) + ocr_questions(r, 0) + math_questions(r, 0) + pope_questions(r, statistics, 0)
+    ]
+    existence = [q for q in asked if q["category"] == "existence"]
+    assert {short_answer(q) for q in existence} == {"yes", "no"}  # the kind that got POPE's suffix
+    for q in asked:
+        assert eval_prompt(q) == build_prompt(q, WORLD_BENCHMARKS[q["benchmark"]]), q["category"]
 
 
 def test_suite_samples_ask_the_suite_s_prompts_and_answer_with_its_gold(tmp_path):

@@ -47,6 +47,7 @@ from sail.console import progress
 from sail.data.pipeline import read_curated
 from sail.data.readers import Item
 from sail.manifest import atomic_write_json, atomic_write_text, sha256_file
+from sail.model.processor import TRAINING_MAX_TILES
 
 PLAN = "plan.json"
 SHARDS = "shards"
@@ -68,7 +69,7 @@ class Settings:
     shard_size: int = 256
     batch_size: int = 32
     max_new_tokens: int = 96
-    max_tiles: int = 1
+    max_tiles: int = TRAINING_MAX_TILES  # as the captioner was trained
     recaption_fraction: float = 0.5
     seed: int = 0
 

@@ -20,7 +20,7 @@ import json
 import math
 import os
 import random
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Hashable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -144,18 +144,29 @@ def write_samples(samples: Sequence[Sample], directory: str | os.PathLike) -> Pa
     return write_meta(directory / "mixture.meta.json", entries)
 
 
+def next_different(keys: Sequence[Hashable]) -> list[int]:
+    """For each position, the next position (wrapping around) whose key differs from its own, or
+    itself when every key is the same: where a swap finds another image, never its own back."""
+    return [
+        next((there for step in range(1, len(keys)) if keys[there := (here + step) % len(keys)] != key), here)
+        for here, key in enumerate(keys)
+    ]
+
+
 def rotate_images(samples: Sequence[Sample]) -> list[Sample]:
-    """`samples` with each one's images taken from the next sample of the same source (the last
-    from the first). The answers stay, the images no longer fit them: a model that answers from
-    the image loses more on these, one that answers from the question alone loses the same.
-    Rotating within a source keeps every question's kind of image (a card, a scene)."""
+    """`samples` with each one's images taken from the next sample of the same source that shows
+    other images (the last wrapping to the first). The answers stay, the images no longer fit them:
+    a model that answers from the image loses more on these, one that answers from the question
+    alone loses the same. Rotating within a source keeps every question's kind of image (a card, a
+    scene); skipping samples with the same images keeps a question from getting its own back."""
     by_source: dict[str, list[int]] = {}
     for index, sample in enumerate(samples):
         by_source.setdefault(sample.source, []).append(index)
     rotated = list(samples)
     for indices in by_source.values():
-        for here, there in zip(indices, indices[1:] + indices[:1]):
-            rotated[here] = replace(samples[here], image_paths=samples[there].image_paths)
+        others = next_different([samples[i].image_paths for i in indices])
+        for here, there in zip(indices, others):
+            rotated[here] = replace(samples[here], image_paths=samples[indices[there]].image_paths)
     return rotated
 
 

@@ -33,6 +33,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from sail.data.mixture import next_different
 from sail.eval.benchmarks import benchmark_spec, build_prompt, gold_text, question_items, score_benchmark
 from sail.eval.metrics import gold_list
 from sail.eval.uncertainty import Interval, difference_interval
@@ -200,19 +201,8 @@ def swapped_images(benchmarks: Mapping[str, Sequence[Mapping]]) -> dict[str, lis
     often hand a question its own image back; a benchmark with a single image keeps it."""
     out = {}
     for name, rows in benchmarks.items():
-        keys = [_image_key(row["image"]) for row in rows]
-        swapped = []
-        for here, row in enumerate(rows):
-            there = next(
-                (
-                    (here + step) % len(rows)
-                    for step in range(1, len(rows))
-                    if keys[(here + step) % len(rows)] != keys[here]
-                ),
-                here,
-            )
-            swapped.append({**row, "image": rows[there]["image"]})
-        out[name] = swapped
+        others = next_different([_image_key(row["image"]) for row in rows])
+        out[name] = [{**row, "image": rows[there]["image"]} for row, there in zip(rows, others)]
     return out
 
 

@@ -21,7 +21,13 @@ from sail.model.chat import (
     generate_answers,
     generations,
 )
-from sail.model.processor import ImageOnlyInternVLProcessor, image_processor, make_processor, processor_for
+from sail.model.processor import (
+    TRAINING_MAX_TILES,
+    ImageOnlyInternVLProcessor,
+    image_processor,
+    make_processor,
+    processor_for,
+)
 from sail.model.tokenizer import CHAT_TEMPLATE, load_language_tokenizer, train_world_tokenizer
 
 __all__ = [
@@ -44,6 +50,7 @@ __all__ = [
     "geometry_table",
     "image_processor",
     "make_processor",
+    "TRAINING_MAX_TILES",
     "processor_for",
     "parameter_counts",
     "text_config",

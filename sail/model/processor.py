@@ -7,6 +7,12 @@ from transformers import GotOcr2ImageProcessorPil, InternVLProcessor, PreTrained
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
+# The tiling limit training uses. Training must tile an image as evaluation does, or a model meets
+# its test images in a layout it never saw: a world card (2:1) is two tiles plus a thumbnail under
+# any limit of 2 or more (every world benchmark's), one squashed tile under a limit of 1. 6 is
+# VLMEvalKit's limit for most benchmarks (`sail.eval.benchmarks`).
+TRAINING_MAX_TILES = 6
+
 
 class ImageOnlyInternVLProcessor(InternVLProcessor):
     """`InternVLProcessor` without a video processor.
@@ -53,10 +59,11 @@ def make_processor(
 
 
 def processor_for(
-    model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, max_tiles: int = 1
+    model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, max_tiles: int = TRAINING_MAX_TILES
 ) -> ImageOnlyInternVLProcessor:
-    """The processor a composed VLM reads: tile size and image tokens per tile come from the
-    model's own config, so a real checkpoint's geometry is never taken from a profile's table."""
+    """The processor a composed VLM trains with: tile size and image tokens per tile come from the
+    model's own config, so a real checkpoint's geometry is never taken from a profile's table;
+    images are tiled up to `TRAINING_MAX_TILES`, as evaluation tiles them."""
     size = model.config.vision_config.image_size
     tile = size[0] if isinstance(size, (list, tuple)) else size
     return make_processor(tokenizer, tile, model.config.image_seq_length, max_tiles)

@@ -63,15 +63,11 @@ def short_answer(question: dict) -> str:
 
 
 def eval_prompt(question: dict) -> str:
-    """The question in the suite's prompt style for its kind of answer (`build_prompt`): options
-    and a letter, yes or no, or a word or phrase."""
-    if question["choices"]:
-        kind = "choice"
-    elif short_answer(question) in ("Yes", "No", "yes", "no"):
-        kind = "pope"
-    else:
-        kind = "vqa_accuracy"
-    return build_prompt(question, BenchmarkSpec("SFT", "", kind, max_tiles=1))
+    """The question in the prompt style its benchmark asks it in (`build_prompt` with the question's
+    own metric): options and a letter, yes or no, or a word or phrase. Keyed on the metric, not on
+    the answer, so a WorldVQA existence question ("Is there a star?" → "No") is trained with the
+    word-or-phrase suffix it is evaluated with, not POPE's yes/no one."""
+    return build_prompt(question, BenchmarkSpec("SFT", "", question["metric"], max_tiles=1))
 
 
 def facts(record: dict) -> list[str]:
