@@ -60,8 +60,7 @@ def _captioner_seeds(result: dict) -> dict:
 
 def _foundations(result: dict) -> dict:
     return {
-        f"{row['design']}, {row['threads']} thread(s)": f"{row['reached']} of {row['runs']}"
-        for row in result["summary"]
+        f"{row['design']}, {row['kernels']} kernels": f"{row['reached']} of {row['runs']}" for row in result["summary"]
     }
 
 
@@ -87,7 +86,7 @@ SUITE: dict[str, tuple[list[str], Callable, str]] = {
         _captioner_budget,
         ".json",
     ),
-    "foundations": (["--seeds", "1", "--threads", "2"], _foundations, ".json"),
+    "foundations": (["--seeds", "1", "--kernels", "native"], _foundations, ".json"),
 }
 
 

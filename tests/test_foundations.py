@@ -23,10 +23,20 @@ from sail.foundations import (
     saved_foundations,
     start_parts,
 )
-from sail.foundations.language import context_words, copy_drills, lm_examples, lookup_text
+from sail.foundations.language import (
+    build_language_model,
+    copy_drills,
+    lm_examples,
+    lookup_turns,
+    reading_by_kind,
+    record_questions,
+    slot_reader,
+)
+from sail.foundations.slots import slot_collate, slot_text, slot_words, token_places
 from sail.foundations.vision import build_vision_probe, patch_cells, probe_collate
-from sail.model import IGNORE_INDEX
-from sail.world import CELLS
+from sail.model import IGNORE_INDEX, conversation
+from sail.model.tokenizer import IMAGE_CONTEXT
+from sail.world import CELLS, sample_records
 
 NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
 
@@ -43,22 +53,57 @@ TINY_BUDGET = FoundationBudget(
 )
 
 
-def test_context_gives_every_cell_a_fixed_place(records):
-    for record in records:
-        groups = context_words(record).split(" ; ")
-        if record["kind"] == "scene":
-            assert [next(c for c in CELLS if g.startswith(c)) for g in groups] == list(CELLS)
+def test_each_image_token_holds_the_cell_the_pixel_shuffle_puts_under_it(geometry):
+    """The slot's layout must be where InternVL's pixel shuffle puts each cell: token k of a tile
+    comes from the 2 x 2 patches at raster place k of the 4 x 4 merged grid."""
+    from sail.model import build_vlm
+
+    side = geometry.tile_size // geometry.patch_size  # 8 patches a side
+    rows, cols = torch.meshgrid(torch.arange(side), torch.arange(side), indexing="ij")
+    patches = torch.stack([rows, cols], -1).float().reshape(1, side, side, 2)
+    merged = build_vlm(geometry, meta=False).model.pixel_shuffle(patches, scale_factor=0.5).reshape(-1, 4, 2)
+    cells = [int((patch[:, 0] >= side // 2).all()) * 2 + int((patch[:, 1] >= side // 2).all()) for patch in merged]
+    assert [cell for cell, _ in token_places(geometry.image_seq_length)] == cells == [0, 0, 1, 1] * 2 + [2, 2, 3, 3] * 2
+    assert [place for _, place in token_places(16)] == [True, False] * 8
 
 
-def test_lookup_asks_every_cell_and_answers_what_the_record_holds(tokenizer, records):
-    import re
+def test_a_scene_slot_names_each_place_then_what_is_there():
+    record = {
+        "kind": "scene",
+        "objects": [{"cell": "top right", "size": "large", "colour": "red", "shape": "circle"}],
+        "texts": [{"cell": "bottom left", "text": "cat"}],
+    }
+    top = ["top left", "empty", "top right", "large red circle"]
+    bottom = ["bottom left", "text cat", "bottom right", "empty"]
+    assert slot_words(record, 16) == top + top + bottom + bottom
+    with pytest.raises(ValueError, match="12 image tokens per tile do not make an even square raster"):
+        slot_words(record, 12)
 
+
+def test_the_reader_puts_the_sum_of_each_slot_s_word_embeddings_at_its_image_token(tokenizer, geometry):
+    torch.manual_seed(0)
+    reader = slot_reader(build_language_model(geometry, tokenizer), tokenizer)
+    chat = tokenizer.apply_chat_template(conversation("Describe.", "red"), tokenize=False)
+    batch = slot_collate(tokenizer)([(slot_text(chat, 2), ["red"], ["red", "large red circle"])])
+    embeds = reader.embed(batch["input_ids"], batch["slot_ids"])
+    table = reader.language.get_input_embeddings().weight
+    ids = batch["input_ids"][0].tolist()
+    first = ids.index(reader.image_token_id)
+    for offset, words in enumerate(["red", "large red circle"]):
+        expected = table[tokenizer.encode(" " + words, add_special_tokens=False)].sum(0)
+        assert torch.allclose(embeds[0, first + offset], expected)
+    assert torch.equal(embeds[0, first - 1], table[ids[first - 1]])  # text keeps its own embedding
+    with pytest.raises(ValueError, match="2 image tokens but 1 filled slots"):
+        reader.embed(batch["input_ids"], batch["slot_ids"][:, :1])
+
+
+def test_lookup_asks_every_cell_and_answers_what_the_record_holds(records):
     rng = random.Random(0)
-    for record in records[:20]:
-        text, answers = lookup_text(tokenizer, record, rng)
-        cells = re.findall(r"at the (top left|top right|bottom left|bottom right)\?", text)
+    for record in [r for r in records if r["kind"] == "scene"][:20]:
+        turns = lookup_turns(record, rng)
+        cells = [re.search(r"at the (top left|top right|bottom left|bottom right)\?", q).group(1) for q, _ in turns]
         assert sorted(cells) == sorted(CELLS)
-        for cell, answer in zip(cells, answers):
+        for cell, (_, answer) in zip(cells, turns):
             objects = [o for o in record["objects"] if o["cell"] == cell]
             texts = [t["text"] for t in record["texts"] if t["cell"] == cell]
             expected = (
@@ -71,14 +116,47 @@ def test_lookup_asks_every_cell_and_answers_what_the_record_holds(tokenizer, rec
             assert answer == expected
 
 
-def test_lm_examples_put_the_loss_on_the_answer_only(tokenizer, records):
-    from sail.foundations.language import lm_collate
+@pytest.fixture(scope="module")
+def scenes_and_cards(records):
+    return records + sample_records("train", 8, seed=0, card_fraction=1.0)
 
-    examples = lm_examples(records[:16], tokenizer, seed=0) + copy_drills(tokenizer, 4, seed=0)
-    batch = lm_collate(tokenizer)(examples)
-    for row, (_, answers) in enumerate(examples):
+
+def test_questions_come_in_their_benchmark_s_prompt_about_the_record_they_ask(scenes_and_cards):
+    from sail.eval.benchmarks import WORLD_BENCHMARKS, build_prompt
+    from sail.world.questions import pope_statistics
+
+    statistics = pope_statistics(scenes_and_cards)
+    asked = [q for r in scenes_and_cards for q in record_questions(r, statistics, 0)]
+    assert {q["benchmark"] for q in asked} == set(WORLD_BENCHMARKS)
+    for q in asked:
+        assert q["prompt"] == build_prompt(q, WORLD_BENCHMARKS[q["benchmark"]])
+    edits = [q for q in asked if q["record"]["id"].endswith("-edit")]
+    assert edits and all(q["benchmark"] == "WorldHallusion" for q in edits)
+
+
+def test_lm_examples_put_the_loss_on_the_answers_and_fill_one_slot_per_image_token(
+    tokenizer, scenes_and_cards, geometry
+):
+    examples = lm_examples(scenes_and_cards[-32:], tokenizer, geometry.image_seq_length, seed=0)
+    examples += copy_drills(tokenizer, 4, 0, geometry.image_seq_length)
+    batch = slot_collate(tokenizer)(examples)
+    image_id = tokenizer.convert_tokens_to_ids(IMAGE_CONTEXT)
+    for row, (_, answers, slots) in enumerate(examples):
         kept = [t for t in batch["labels"][row].tolist() if t != IGNORE_INDEX]
         assert tokenizer.decode(kept) == "".join(answer + tokenizer.eos_token for answer in answers)
+        assert int((batch["input_ids"][row] == image_id).sum()) == len(slots) in (0, 16, 48)
+    assert {len(slots) for _, _, slots in examples} == {0, 16, 48}  # plain captions, scenes, cards
+
+
+def test_reading_by_kind_names_what_the_slot_is_worth_and_what_it_is_not():
+    accuracy = {
+        "own image": {"colour": 0.69, "pope": 0.5, "count": 0.2},
+        "another image": {"colour": 0.11, "pope": 0.48, "count": 0.1},
+    }
+    assert reading_by_kind(accuracy) == (
+        "From its own image slot rather than another image's, the LM answers 2 of 3 held-out question kinds"
+        " better: colour 0.69 against 0.11, count 0.20 against 0.10; no better: pope."
+    )
 
 
 def test_probe_pools_each_cell_from_its_own_patches():
@@ -100,24 +178,13 @@ def test_probe_learns_from_a_batch(geometry, records):
     )
 
 
-def test_packed_pretraining_batches_give_the_padded_loss(tokenizer, records, geometry):
-    from sail.foundations.language import build_language_model, lm_collate
-
-    torch.manual_seed(0)
-    model = build_language_model(geometry, tokenizer)
-    examples = lm_examples(records[:24], tokenizer, seed=0)
-    padded, packed = lm_collate(tokenizer)(examples), lm_collate(tokenizer, packed=True)(examples)
-    assert packed["num_tokens"] == padded["num_tokens"] and packed["input_ids"].shape[0] < len(examples)
-    padded.pop("num_tokens"), packed.pop("num_tokens")
-    # A row that let one sequence see another (a cache left on, a mask kept) would change the loss.
-    assert float(model(**packed).loss) == pytest.approx(float(model(**padded).loss), rel=1e-5)
-
-
 def test_foundations_are_built_saved_in_hf_layout_and_reused(tmp_path, geometry):
     built = build_foundations(tmp_path, geometry, TINY_BUDGET, progress=False)
     report = built.report
     assert report["language"]["drill_steps"] == 3 and report["language"]["steps"] == 4
     assert set(report["language"]) >= {"conditional_teacher_loss", "plain_teacher_loss", "context_caption_pair_f1"}
+    accuracy = report["language"]["question_accuracy"]
+    assert set(accuracy) == {"own image", "another image"} and "WorldVQA/colour" in accuracy["own image"]
     assert set(report["vision"]) >= {"shape_accuracy", "colour_accuracy", "size_accuracy", "is_text_accuracy"}
     assert AutoModelForCausalLM.from_pretrained(built.language_dir).config.model_type == "qwen2"
     assert InternVLVisionModel.from_pretrained(built.vision_dir).config.image_size[0] == geometry.tile_size

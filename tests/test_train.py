@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import random
 import subprocess
 import sys
 import textwrap
@@ -12,18 +13,34 @@ import pytest
 import torch
 
 from sail.caption import caption_collate, caption_examples, captioner_trainable
-from sail.foundations.language import build_language_model, lm_collate, lm_examples
-from sail.model import build_vlm
+from sail.foundations.language import build_language_model
+from sail.model import build_vlm, conversation
+from sail.model.chat import encode_texts
 from sail.train import Stage, set_trainable, train, warmup_cosine
+from sail.world import teacher_caption
 
 ROOT = Path(__file__).resolve().parents[1]
+
+
+def caption_chats(tokenizer, records) -> list[tuple[str, list[str]]]:
+    """One text-only chat per record: the caption prompt answered by its teacher caption."""
+    rng = random.Random(0)
+    captions = [teacher_caption(record, rng) for record in records]
+    return [
+        (tokenizer.apply_chat_template(conversation("Describe.", caption, image=False), tokenize=False), [caption])
+        for caption in captions
+    ]
+
+
+def text_collate(tokenizer):
+    return lambda rows: encode_texts(tokenizer, [text for text, _ in rows], [answers for _, answers in rows])
 
 
 def lm_stage(tokenizer, records, **overrides) -> Stage:
     settings = dict(
         name="lm",
-        data=lm_examples(records, tokenizer, seed=0),
-        collate=lm_collate(tokenizer),
+        data=caption_chats(tokenizer, records),
+        collate=text_collate(tokenizer),
         trainable=("",),
         lr=3e-3,
         batch_size=8,

@@ -8,7 +8,7 @@ import re
 
 import pytest
 
-from sail.foundations.language import context_words
+from sail.foundations.slots import slot_words
 from sail.world import CELLS, parse_caption, sample_records, score_captions
 from sail.world.captions import teacher_caption, wrong_caption
 from sail.world.ocr import card_transcription, low_quality, ocr_pairs
@@ -102,12 +102,13 @@ def test_low_quality_refuses_a_rate_outside_zero_one(rate):
         low_quality(SCENE, random.Random(0), rate)
 
 
-def test_the_foundations_read_a_card_as_its_transcription(world):
+def test_the_foundations_read_a_card_as_its_transcription_word_by_word(world):
     cards = [TABLE, CHART, *[r for r in world if r["kind"] == "card"]]
     assert len(cards) > 2
     for record in cards:
-        assert context_words(record) == card_transcription(record["card"])
-    assert context_words(TABLE) == "title Farm log ; moon 4 ; cake 11"
+        tile = slot_words(record, 16)[:16]
+        assert " ".join(word for word in tile if word != "empty") == card_transcription(record["card"])
+    assert slot_words(TABLE, 16) == ["title", "Farm", "log", ";", "moon", "4", ";", "cake", "11", *["empty"] * 7] * 3
 
 
 def test_wrong_caption_changes_every_fact_and_leaves_the_record_alone(world):

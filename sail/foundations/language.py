@@ -24,37 +24,21 @@ import torch
 from transformers import PreTrainedTokenizerBase, Qwen2ForCausalLM
 
 from sail.caption import CAPTION_PROMPT
-from sail.model import Geometry, conversation, text_config
-from sail.model.chat import encode_texts
-from sail.model.tokenizer import IMAGE_CONTEXT, IMAGE_END, IMAGE_START, TURN_END, TURN_START
-from sail.train import pack_batch, validation_loss
+from sail.eval.benchmarks import WORLD_BENCHMARKS, build_prompt, gold_text
+from sail.foundations.slots import SlotExample, SlotReader, slot_collate, slot_text, slot_words
+from sail.model import IGNORE_INDEX, Geometry, conversation, text_config
+from sail.model.tokenizer import IMAGE_CONTEXT, TURN_START
+from sail.train import validation_loss
 from sail.world import CAPTION_SOURCES, CELLS, COLOURS, SHAPES, SIZES, score_captions, teacher_caption
 from sail.world.ocr import LIST_PROMPT, LOOKUP_QUESTION, card_transcription, text_answer
-
-
-def context_words(record: dict) -> str:
-    """What an image shows, as words, one group per cell in reading order (empty cells included),
-    so each cell has a fixed place in the context, as it has among the image tokens."""
-    if record.get("card"):
-        return card_transcription(record["card"])
-    items = {o["cell"]: f"{o['size']} {o['colour']} {o['shape']}" for o in record["objects"]}
-    items |= {t["cell"]: f"text {t['text']}" for t in record["texts"]}
-    return " ; ".join(f"{cell} {items.get(cell, 'empty')}" for cell in CELLS)
-
-
-def context_chat(tokenizer: PreTrainedTokenizerBase, context: str, prompt: str, answer: str) -> str:
-    """A single-turn chat whose image slot holds `context` words."""
-    return with_context(tokenizer, conversation(prompt, answer), context)
-
-
-def read_context_text(tokenizer: PreTrainedTokenizerBase, record: dict, caption: str) -> str:
-    return context_chat(tokenizer, context_words(record), CAPTION_PROMPT, caption)
-
-
-def with_context(tokenizer: PreTrainedTokenizerBase, messages: list[dict], context: str) -> str:
-    """A rendered conversation whose image slot holds `context` words instead of image tokens."""
-    text = tokenizer.apply_chat_template(messages, tokenize=False)
-    return text.replace(IMAGE_CONTEXT, f"{IMAGE_START}{context}{IMAGE_END}", 1)
+from sail.world.questions import (
+    general_questions,
+    hallusion_set,
+    math_questions,
+    ocr_questions,
+    pope_questions,
+    pope_statistics,
+)
 
 
 def cell_answer(record: dict, cell: str) -> str:
@@ -64,74 +48,131 @@ def cell_answer(record: dict, cell: str) -> str:
     )
 
 
-def lookup_text(tokenizer: PreTrainedTokenizerBase, record: dict, rng: random.Random) -> tuple[str, list[str]]:
-    """A "read the context" drill: what is in each cell, asked in random order over four turns.
-    Every answer is a few words copied from the context: a dense signal for learning to read it."""
+def lookup_turns(record: dict, rng: random.Random) -> list[tuple[str, str]]:
+    """A "read the image slot" drill: a scene's every cell, asked in random order over four turns
+    (the form notebook 05's OCR data asks a scene's text in); a card listed whole (the form it asks
+    a card's text in). Every answer is copied from the slot: a dense signal for learning to read it."""
+    if record["kind"] == "card":
+        return [(LIST_PROMPT, card_transcription(record["card"]))]
     cells = rng.sample(CELLS, len(CELLS))
-    answers = [cell_answer(record, cell) for cell in cells]
-    messages = conversation(LOOKUP_QUESTION.format(cell=cells[0]), answers[0])
-    for cell, answer in zip(cells[1:], answers[1:]):
-        messages += [{"role": "user", "content": f"And at the {cell}?"}, {"role": "assistant", "content": answer}]
-    return with_context(tokenizer, messages, context_words(record)), answers
+    turns = [(LOOKUP_QUESTION.format(cell=cells[0]), cell_answer(record, cells[0]))]
+    return turns + [(f"And at the {cell}?", cell_answer(record, cell)) for cell in cells[1:]]
 
 
-def plain_text(caption: str) -> str:
-    """A caption as a bare assistant turn: language modelling without any context."""
-    return f"{TURN_START}assistant\n{caption}{TURN_END}\n"
+def record_questions(record: dict, statistics: dict, seed: int) -> list[dict]:
+    """Every benchmark kind of question the world asks of a record, each in the prompt its
+    benchmark asks it with (`prompt`) and with its gold as a model should say it (`gold`). A
+    HallusionBench set asks two figures, the record and an edited copy: both come, each question
+    with the record it is about (`record`)."""
+    asked = general_questions(record, seed) + ocr_questions(record, seed) + math_questions(record, seed)
+    asked += pope_questions(record, statistics, seed, per_side=1) + hallusion_set(record, 0, seed)
+    return [
+        {**q, "prompt": build_prompt(q, WORLD_BENCHMARKS[q["benchmark"]]), "gold": gold_text(q["answer"])}
+        for q in asked
+    ]
 
 
-def copy_text(tokenizer: PreTrainedTokenizerBase, record: dict) -> tuple[str, list[str]]:
-    """The simplest world drill: repeat the context words."""
-    answer = context_words(record)
-    return context_chat(tokenizer, answer, LIST_PROMPT, answer), [answer]
+def slot_example(
+    tokenizer: PreTrainedTokenizerBase, record: dict | None, turns: Sequence[tuple[str, str]], tokens_per_tile: int
+) -> SlotExample:
+    """A chat of `turns` about `record`'s image (its slot filled with the record's words), or, with
+    no record, a text-only chat."""
+    messages = conversation(turns[0][0], turns[0][1], image=record is not None)
+    for prompt, answer in turns[1:]:
+        messages += [{"role": "user", "content": prompt}, {"role": "assistant", "content": answer}]
+    text = tokenizer.apply_chat_template(messages, tokenize=False)
+    if record is None:
+        return text, [answer for _, answer in turns], []
+    slots = slot_words(record, tokens_per_tile)
+    return slot_text(text, len(slots)), [answer for _, answer in turns], slots
 
 
-def copy_drills(tokenizer: PreTrainedTokenizerBase, n: int, seed: int) -> list[tuple[str, list[str]]]:
-    """Repeat a random string of world words. Nothing but copying lowers this loss, so a few
-    dozen steps of it grow the attention circuits (induction heads) that reading a context needs;
-    on world text alone a 1M-parameter LM takes many hundred steps to find them."""
+DRILL_WORDS = (*COLOURS, *SHAPES, *SIZES, "top", "bottom", "left", "right", "text", ";")
+
+
+def copy_drills(tokenizer: PreTrainedTokenizerBase, n: int, seed: int, tokens_per_tile: int) -> list[SlotExample]:
+    """Repeat the words of the image slot: 3 to 12 random world words one per token, then `empty`.
+    Nothing but copying lowers this loss, so a drill of it grows the attention circuits (induction
+    heads) that reading the slot needs, which world text alone grows only after many hundred steps.
+    The small world vocabulary keeps the drill quick (over numbers and text words it did not learn
+    to copy in 200 steps)."""
     rng = random.Random(seed)
-    words = [*COLOURS, *SHAPES, *SIZES, "top", "bottom", "left", "right", "text", "empty", ";"]
     examples = []
     for _ in range(n):
-        answer = " ".join(rng.choice(words) for _ in range(rng.randint(3, 12)))
-        examples.append((context_chat(tokenizer, answer, LIST_PROMPT, answer), [answer]))
+        words = [rng.choice(DRILL_WORDS) for _ in range(rng.randint(3, min(12, tokens_per_tile)))]
+        slots = words + ["empty"] * (tokens_per_tile - len(words))
+        messages = conversation(LIST_PROMPT, " ".join(words))
+        examples.append(
+            (slot_text(tokenizer.apply_chat_template(messages, tokenize=False), len(slots)), [" ".join(words)], slots)
+        )
     return examples
 
 
+@torch.no_grad()
+def answer_accuracy(reader: SlotReader, tokenizer: PreTrainedTokenizerBase, examples: Sequence[SlotExample]) -> float:
+    """Share of answer tokens the LM predicts exactly, given the true ones before them (teacher
+    forcing): on copy drills, how well it copies."""
+    was_training = reader.training
+    reader.eval()
+    batch = slot_collate(tokenizer)(list(examples))
+    batch.pop("num_tokens")
+    batch = {k: v.to(reader.device) for k, v in batch.items()}
+    predicted = reader(**batch).logits[:, :-1].argmax(-1)
+    labels = batch["labels"][:, 1:]
+    reader.train(was_training)
+    answered = labels != IGNORE_INDEX
+    return float((predicted[answered] == labels[answered]).float().mean())
+
+
 # What the LM pretrains on, as shares of its sequences.
-MIXTURE = {"caption_with_context": 0.55, "cell_lookup": 0.15, "context_copy": 0.10, "plain_caption": 0.20}
+MIXTURE = {"questions": 0.45, "lookup": 0.2, "caption": 0.25, "plain_caption": 0.1}
+QUESTIONS_PER_SEQUENCE = 4
 
 
 def lm_examples(
-    records: Sequence[dict], tokenizer: PreTrainedTokenizerBase, *, seed: int, mixture: dict[str, float] = MIXTURE
-) -> list[tuple[str, list[str]]]:
-    """(sequence, answers) pairs, one per record, drawn by `mixture`; the loss goes on the answers."""
+    records: Sequence[dict],
+    tokenizer: PreTrainedTokenizerBase,
+    tokens_per_tile: int,
+    *,
+    seed: int,
+    mixture: dict[str, float] = MIXTURE,
+) -> list[SlotExample]:
+    """One example per record, its kind drawn by `mixture`: up to four benchmark questions about
+    the image, the lookup drill, a teacher caption, or a plain caption with no image."""
     rng = random.Random(seed)
-    sources = list(CAPTION_SOURCES.values())
+    statistics = pope_statistics(list(records[:2000]))
     kinds = rng.choices(list(mixture), weights=list(mixture.values()), k=len(records))
     examples = []
     for record, kind in zip(records, kinds):
-        if kind == "caption_with_context":
-            caption = teacher_caption(record, rng)
-            examples.append((read_context_text(tokenizer, record, caption), [caption]))
-        elif kind == "cell_lookup":
-            examples.append(lookup_text(tokenizer, record, rng))
-        elif kind == "context_copy":
-            examples.append(copy_text(tokenizer, record))
+        if kind == "questions":
+            asked = record_questions(record, statistics, seed)
+            about = rng.choice([q["record"] for q in asked])  # a HallusionBench edit, now and then
+            asked = [q for q in asked if q["record"] is about]
+            chosen = rng.sample(asked, min(QUESTIONS_PER_SEQUENCE, len(asked)))
+            examples.append(slot_example(tokenizer, about, [(q["prompt"], q["gold"]) for q in chosen], tokens_per_tile))
+        elif kind == "lookup":
+            examples.append(slot_example(tokenizer, record, lookup_turns(record, rng), tokens_per_tile))
         else:
-            caption = rng.choice(sources)(record, rng)
-            examples.append((plain_text(caption), [caption]))
+            caption = teacher_caption(record, rng)
+            examples.append(
+                slot_example(
+                    tokenizer, record if kind == "caption" else None, [(CAPTION_PROMPT, caption)], tokens_per_tile
+                )
+            )
     return examples
 
 
 def world_text(records: Sequence[dict], seed: int) -> list[str]:
-    """Text to train the tokenizer on: every caption source, the prompts and the context words."""
+    """Text to train the tokenizer on: every caption source, the slot words, and every benchmark
+    question and drill in the prompts the LM will be asked them with."""
     rng = random.Random(seed)
-    texts = [f"user assistant {CAPTION_PROMPT} {LIST_PROMPT}"]
+    statistics = pope_statistics(list(records))
+    texts = [f"user assistant {CAPTION_PROMPT} {LIST_PROMPT} {LOOKUP_QUESTION}"]
     for record in records:
         texts += [source(record, rng) for source in CAPTION_SOURCES.values()]
-        texts.append(context_words(record))
+        texts += [prompt + " " + answer for prompt, answer in lookup_turns(record, rng)]
+        texts += slot_words(record, 16)
+        texts += [q["prompt"] + " " + q["gold"] for q in rng.sample(record_questions(record, statistics, seed), 2)]
     return texts
 
 
@@ -139,84 +180,117 @@ def build_language_model(geometry: Geometry, tokenizer: PreTrainedTokenizerBase)
     return Qwen2ForCausalLM(text_config(geometry, tokenizer))
 
 
-PACKED_ROW = 256  # positions per packed row: twice the longest pretraining sequence
+def slot_reader(language: Qwen2ForCausalLM, tokenizer: PreTrainedTokenizerBase) -> SlotReader:
+    return SlotReader(language, tokenizer.convert_tokens_to_ids(IMAGE_CONTEXT))
 
 
-def lm_collate(tokenizer: PreTrainedTokenizerBase, packed: bool = False):
-    """Rows of (sequence, answers) → a batch with labels on the answers, right-padded or packed.
-
-    Packing gives the same loss and gradients per batch at about 1.8 times less compute per step,
-    yet it stays off for the foundation: of 16 packed runs (`bench/results/foundation-designs-h100-a.json`)
-    only 3 reached the reading target, and the first captioners on those 3 scored pair F1 0.10,
-    0.47 and 0.73, against a median of 0.93 on padded LMs of the default design. Why is not yet
-    understood.
-    """
-
-    def collate(rows: list[tuple[str, list[str]]]) -> dict:
-        batch = encode_texts(tokenizer, [text for text, _ in rows], [answers for _, answers in rows])
-        return pack_batch(batch, PACKED_ROW, tokenizer.pad_token_id) if packed else batch
-
-    return collate
+def other_records(records: Sequence[dict]) -> list[dict]:
+    """Each record's stand-in from another image of its kind (a scene for a scene, a card for a
+    card): the next one in order, wrapping around."""
+    out = []
+    for here, record in enumerate(records):
+        later = [*records[here + 1 :], *records[:here]]
+        out.append(next((r for r in later if r["kind"] == record["kind"]), record))
+    return out
 
 
-@torch.no_grad()
-def answer_accuracy(
-    model: Qwen2ForCausalLM, tokenizer: PreTrainedTokenizerBase, examples: Sequence[tuple[str, list[str]]]
-) -> float:
-    """Share of answer tokens the LM predicts exactly, given the true ones before them (teacher
-    forcing): on copy drills, how well it copies."""
-    was_training = model.training
-    model.eval()
-    batch = lm_collate(tokenizer, packed=True)(list(examples))
-    batch.pop("num_tokens")
-    batch = {k: v.to(model.device) if torch.is_tensor(v) else v for k, v in batch.items()}
-    predicted = model(**batch).logits[:, :-1].argmax(-1)
-    labels = batch["labels"][:, 1:]
-    model.train(was_training)
-    answered = labels != -100
-    return float((predicted[answered] == labels[answered]).float().mean())
+def prompt_of(text: str) -> str:
+    """A rendered chat cut after its last assistant header: what generation continues."""
+    header = f"{TURN_START}assistant\n"
+    return text[: text.rindex(header) + len(header)]
 
 
 @torch.no_grad()
-def language_report(
-    model: Qwen2ForCausalLM, tokenizer: PreTrainedTokenizerBase, records: Sequence[dict], seed: int = 0
+def question_accuracy(
+    reader: SlotReader,
+    tokenizer: PreTrainedTokenizerBase,
+    records: Sequence[dict],
+    tokens_per_tile: int,
+    *,
+    seed: int,
+    swapped: bool = False,
 ) -> dict[str, float]:
-    """Held-out loss per answer token: teacher captions with context (conditional), and each
-    caption source without it (plain)."""
-    rng = random.Random(seed)
-    captions = [teacher_caption(r, rng) for r in records]
-    suites = {"conditional_teacher": [(read_context_text(tokenizer, r, c), [c]) for r, c in zip(records, captions)]}
-    for name, source in CAPTION_SOURCES.items():
-        suites[f"plain_{name}"] = [
-            (plain_text(c), [c]) for c in (captions if name == "teacher" else [source(r, rng) for r in records])
-        ]
-    collate = lm_collate(tokenizer)
-    report = {
-        f"{name}_loss": validation_loss(model, collate, examples, batch_size=64) for name, examples in suites.items()
-    }
-    report["context_caption_pair_f1"] = context_caption_score(model, tokenizer, records[:128])["pair_f1"]
-    return report
+    """Exact-match accuracy of greedy answers to every benchmark kind of question about held-out
+    records, per kind ("WorldVQA/colour"), from each question's own slot or (`swapped`) from another
+    record's: what reading the slot is worth per kind, beside what the question alone earns."""
+    statistics = pope_statistics(list(records))
+    others = other_records(records)
+    asked, examples = [], []
+    for record, other in zip(records, others):
+        for q in record_questions(record, statistics, seed):
+            shown = other if swapped else q["record"]  # a HallusionBench edit is swapped for another image too
+            asked.append(q)
+            examples.append(slot_example(tokenizer, shown, [(q["prompt"], "")], tokens_per_tile))
+    answers = []
+    for start in range(0, len(examples), 64):
+        chunk = examples[start : start + 64]
+        answers += reader.generate(
+            tokenizer, [prompt_of(t) for t, _, _ in chunk], [s for _, _, s in chunk], max_new_tokens=8
+        )
+    right: dict[str, list[bool]] = {}
+    for q, answer in zip(asked, answers):
+        kind = f"{q['benchmark']}/{'pope' if q['benchmark'] == 'WorldPOPE' else q['category']}"
+        right.setdefault(kind, []).append(answer.lower() == q["gold"].lower())
+    return {kind: sum(hits) / len(hits) for kind, hits in sorted(right.items())}
 
 
 @torch.no_grad()
 def context_caption_score(
-    model: Qwen2ForCausalLM, tokenizer: PreTrainedTokenizerBase, records: Sequence[dict]
+    reader: SlotReader, tokenizer: PreTrainedTokenizerBase, records: Sequence[dict], tokens_per_tile: int
 ) -> dict[str, float]:
-    """Greedy captions written from the context words alone, scored against the records: how well
-    the LM reads its context (an LM that ignores it scores near zero)."""
-    prompts = []
-    for record in records:
-        text = read_context_text(tokenizer, record, "")
-        prompts.append(text[: text.rindex(f"{TURN_START}assistant\n") + len(f"{TURN_START}assistant\n")])
-    batch = tokenizer(prompts, padding=True, padding_side="left", add_special_tokens=False, return_tensors="pt").to(
-        model.device
+    """Greedy captions written from the slot words alone, scored against the records: how well the
+    LM reads its image slot (an LM that ignores it scores near zero)."""
+    examples = [slot_example(tokenizer, r, [(CAPTION_PROMPT, "")], tokens_per_tile) for r in records]
+    captions = reader.generate(
+        tokenizer, [prompt_of(t) for t, _, _ in examples], [s for _, _, s in examples], max_new_tokens=128
     )
-    output = model.generate(
-        **batch,
-        max_new_tokens=128,
-        do_sample=False,
-        eos_token_id=tokenizer.eos_token_id,
-        pad_token_id=tokenizer.pad_token_id,
+    return score_captions(captions, list(records))
+
+
+@torch.no_grad()
+def language_report(
+    reader: SlotReader, tokenizer: PreTrainedTokenizerBase, records: Sequence[dict], tokens_per_tile: int, seed: int = 0
+) -> dict:
+    """Held-out loss per answer token of teacher captions given the slot (conditional) and of each
+    caption source without an image (plain); captions written from the slot; and every question
+    kind's accuracy from its own slot and from another image's."""
+    rng = random.Random(seed)
+    captions = [teacher_caption(r, rng) for r in records]
+    suites = {
+        "conditional_teacher": [
+            slot_example(tokenizer, r, [(CAPTION_PROMPT, c)], tokens_per_tile) for r, c in zip(records, captions)
+        ]
+    }
+    for name, source in CAPTION_SOURCES.items():
+        written = captions if name == "teacher" else [source(r, rng) for r in records]
+        suites[f"plain_{name}"] = [
+            slot_example(tokenizer, None, [(CAPTION_PROMPT, c)], tokens_per_tile) for c in written
+        ]
+    collate = slot_collate(tokenizer)
+    report: dict = {
+        f"{name}_loss": validation_loss(reader, collate, examples, batch_size=64) for name, examples in suites.items()
+    }
+    report["context_caption_pair_f1"] = context_caption_score(reader, tokenizer, records, tokens_per_tile)["pair_f1"]
+    report["question_accuracy"] = {
+        "own image": question_accuracy(reader, tokenizer, records, tokens_per_tile, seed=seed),
+        "another image": question_accuracy(reader, tokenizer, records, tokens_per_tile, seed=seed, swapped=True),
+    }
+    return report
+
+
+def reading_by_kind(accuracy: dict[str, dict[str, float]], margin: float = 0.05) -> str:
+    """A sentence on which question kinds the LM answers from its slot: the kinds whose accuracy
+    from their own slot beats another image's slot by more than `margin`, with both figures, and
+    the kinds it answers no better (from the question alone)."""
+    own, other = accuracy["own image"], accuracy["another image"]
+    read = sorted((kind for kind in own if own[kind] - other[kind] > margin), key=lambda k: other[k] - own[k])
+    unread = [kind for kind in own if kind not in read]
+    sentence = (
+        f"From its own image slot rather than another image's, the LM answers {len(read)} of {len(own)}"
+        " held-out question kinds better"
     )
-    captions = tokenizer.batch_decode(output[:, batch["input_ids"].shape[1] :], skip_special_tokens=True)
-    return score_captions([c.strip() for c in captions], list(records))
+    if read:
+        sentence += ": " + ", ".join(f"{kind} {own[kind]:.2f} against {other[kind]:.2f}" for kind in read)
+    if unread:
+        sentence += "; no better: " + ", ".join(unread)
+    return sentence + "."
