@@ -64,6 +64,17 @@ def _foundations(result: dict) -> dict:
     }
 
 
+def _parallel_runs(result: dict) -> dict:
+    return {row["way"]: row["speed_up"] for row in result["rows"]}
+
+
+def _sft_recipe(result: dict) -> dict:
+    return {
+        row["candidate"]: {"above chance": row["above chance"], "mean image gain": row["mean image gain"]}
+        for row in result["rows"]
+    }
+
+
 def _cluster_plan(text: str) -> dict:
     total = re.search(r"\*\*total\*\*.*\*\*([\d,]+)\*\*", text)
     return {"full H100 GPU-hours": int(total.group(1).replace(",", "")) if total else None}
@@ -87,6 +98,12 @@ SUITE: dict[str, tuple[list[str], Callable, str]] = {
         ".json",
     ),
     "foundations": (["--seeds", "1", "--kernels", "native"], _foundations, ".json"),
+    "parallel_runs": (["--runs", "2", "--steps", "8", "--eval-images", "16"], _parallel_runs, ".json"),
+    "sft_recipe": (
+        ["--only", "projector + LM, 3e-4", "--samples", "192", "--per-benchmark", "8"],
+        _sft_recipe,
+        ".json",
+    ),
 }
 
 

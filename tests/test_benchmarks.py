@@ -72,6 +72,12 @@ def test_benchmarks_are_deterministic_and_use_only_test_records(suite):
         check_no_train_overlap(leaked, train)
 
 
+def test_a_dev_suite_comes_from_the_validation_split_only():
+    dev = load_benchmarks(n=8, seed=0, names=["WorldVQA", "WorldDocVQA"], split="validation")
+    assert all(split_of(r) == "validation" for name, rows in dev.items() for r in benchmark_records(name, rows, seed=0))
+    assert all(str(r["record_id"]).startswith("validation") for rows in dev.values() for r in rows)
+
+
 def test_perfect_answers_score_100_and_blank_answers_less(suite):
     for name, rows in suite.items():
         assert score_benchmark(name, rows, [_perfect(r) for r in rows])["score"] == pytest.approx(100)

@@ -395,3 +395,46 @@ def test_world_sources_refuse_a_caption_id_missing_from_theworld_pool(tmp_path):
     _captions(tmp_path / "captions", [*records, "train-999999"])
     with pytest.raises(ValueError, match=re.escape("1 caption ids have no world record in") + ".*'train-999999'"):
         write_world_sources(tmp_path / "pool", tmp_path / "captions", tmp_path / "out", seed=0, lq_error_rate=0.5)
+
+
+def test_run_points_side_by_side_give_the_rows_one_after_another_gives_in_job_order(tmp_path, tokenizer, geometry):
+    """Runs trained in two processes of one thread each come back as the rows one thread gives
+    here, in the order of the jobs, and a run's own `save_to` is kept."""
+    from functools import partial
+
+    from transformers import AutoModelForImageTextToText
+
+    from sail.model import build_vlm, make_processor
+    from sail.pretrain.experiment import Evaluation, Run, Seeded, run_points
+    from sail.pretrain.scores import test_records
+
+    torch.manual_seed(0)
+    build_vlm(geometry, tokenizer).save_pretrained(tmp_path / "start")
+    processor = make_processor(tokenizer, geometry.tile_size, geometry.image_seq_length)
+    start = Seeded(partial(AutoModelForImageTextToText.from_pretrained, tmp_path / "start"))
+    captions, ocr = test_records(2, 2, seed=0)
+    evaluation = Evaluation(captions, ocr, held_out_samples(ocr, tmp_path / "test", "ocr-test"))
+    shown = [r for r in sample_records("train", 64, seed=1, card_fraction=0.3) if ocr_pairs(r)]
+    pool = held_out_samples(shown[:16], tmp_path / "pool", "pool")
+    jobs = [  # submitted longest first; "short" waits for a free process and ends last
+        (Run("short", "alignment", "pool", 16, 1, seed=0), {}),
+        (Run("long", "alignment", "pool", 16, 6, seed=1), {"save_to": tmp_path / "kept"}),
+        (Run("middle", "alignment", "pool", 16, 3, seed=2), {}),
+    ]
+    common = dict(profile="tiny", pack_length=None)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        here = run_points(jobs, start, {"pool": pool}, processor, evaluation, runs_dir=tmp_path / "here", **common)
+    finally:
+        torch.set_num_threads(threads)
+    (tmp_path / "kept" / "config.json").unlink()
+    apart = run_points(
+        jobs, start, {"pool": pool}, processor, evaluation, workers=2, runs_dir=tmp_path / "apart", **common
+    )
+    assert [row["run"] for row in apart] == ["short", "long", "middle"]
+    assert [row["steps"] for row in apart] == [1, 6, 3]
+    measured = ("tokens", "Caption", "OCR", "OCR answer loss", "OCR answer loss swapped", "final loss")
+    for one, other in zip(here, apart):
+        assert {k: one[k] for k in measured} == {k: other[k] for k in measured}
+    assert (tmp_path / "kept" / "config.json").is_file()

@@ -163,19 +163,20 @@ def _signature_hash(record: dict) -> str:
     return hashlib.blake2b(content_signature(record).encode(), digest_size=8).hexdigest()
 
 
-def build_benchmark(name: str, n: int, seed: int = 0) -> list[dict]:
-    """The first `n` questions of world benchmark `name` (records from the test split of
-    `seed`), as VLMEvalKit rows: index, image (PIL), question, choices, answer, category, plus
-    l2-category (HallusionBench style), difficulty, record_id and signature (a hash of the
-    record's content signature).  Multi-gold answers are stored as Python list literals, the
-    way VLMEvalKit's TSVs store them.  POPE and HallusionBench-style benchmarks end on a whole
-    image / set, so they may hold slightly fewer than `n` rows."""
+def build_benchmark(name: str, n: int, seed: int = 0, split: str = "test") -> list[dict]:
+    """The first `n` questions of world benchmark `name` (records from `split` drawn with `seed`:
+    "validation" is the dev split a recipe is chosen on, "test" what is reported), as VLMEvalKit
+    rows: index, image (PIL), question, choices, answer, category, plus l2-category
+    (HallusionBench style), difficulty, record_id and signature (a hash of the record's content
+    signature).  Multi-gold answers are stored as Python list literals, the way VLMEvalKit's TSVs
+    store them.  POPE and HallusionBench-style benchmarks end on a whole image / set, so they may
+    hold slightly fewer than `n` rows."""
     spec = WORLD_BENCHMARKS[name]
     if n < 1:
         raise ValueError(f"n must be positive, got {n}")
     pool = max(8, n)  # records drawn; more are drawn if they do not give n questions
     while True:
-        records = sample_records("test", pool, seed=seed, card_fraction=spec.card_fraction)
+        records = sample_records(split, pool, seed=seed, card_fraction=spec.card_fraction)
         questions = [q for q in _questions(spec, records, seed) if q["benchmark"] == name]
         if len(questions) >= n or pool > 50 * n:
             break

@@ -81,13 +81,17 @@ BLIND = "blind level"
 
 
 def load_benchmarks(
-    benchmark_dir: str | Path = "", n: int = 32, seed: int = 0, names: Sequence[str] | None = None
+    benchmark_dir: str | Path = "",
+    n: int = 32,
+    seed: int = 0,
+    names: Sequence[str] | None = None,
+    split: str = "test",
 ) -> dict[str, list[dict]]:
-    """{name: rows}: the world suite (`benchmark_dir` empty; `n` questions each), or every
+    """{name: rows}: the world suite (`benchmark_dir` empty; `n` questions each from `split`), or every
     `*.tsv` of a folder of VLMEvalKit benchmark files (named by file stem; the first `n` rows
     of each, all rows when `n` is 0)."""
     if not benchmark_dir:
-        return {name: build_benchmark(name, n, seed) for name in (names or WORLD_BENCHMARKS)}
+        return {name: build_benchmark(name, n, seed, split) for name in (names or WORLD_BENCHMARKS)}
     folder = Path(benchmark_dir)
     files = sorted(folder.glob("*.tsv"))
     if not files:

@@ -9,8 +9,10 @@ than one epoch), and scores the result on held-out world images.
 from __future__ import annotations
 
 import shutil
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
+from multiprocessing import get_context
 from pathlib import Path
 
 import torch
@@ -142,14 +144,67 @@ def run_point(
     }
 
 
-def seeded(build: Callable[[], PreTrainedModel]) -> Callable[[int], PreTrainedModel]:
-    """`build` with the global seed set first, so a fresh projector's weights depend on the run's seed only."""
+@dataclass(frozen=True)
+class Seeded:
+    """A run's starting model: `build()` with the global seed set first, so a fresh projector's
+    weights depend on the run's seed only. A value rather than a closure: with a picklable `build`
+    (a module-level function, or a `functools.partial` of one) runs can train in other processes."""
 
-    def start(seed: int) -> PreTrainedModel:
+    build: Callable[[], PreTrainedModel]
+
+    def __call__(self, seed: int) -> PreTrainedModel:
         torch.manual_seed(seed)
-        return build()
+        return self.build()
 
-    return start
+
+def _use_threads(threads: int) -> None:
+    torch.set_num_threads(threads)
+
+
+def _run_job(job: tuple) -> dict:
+    run, start, samples, processor, evaluation, options = job
+    return run_point(run, start, samples, processor, evaluation, **options)
+
+
+def run_points(
+    jobs: Sequence[tuple[Run, dict]],
+    start: Seeded,
+    mixtures: Mapping[str, Sequence[Sample]],
+    processor: ProcessorMixin,
+    evaluation: Evaluation,
+    *,
+    workers: int = 1,
+    **common,
+) -> list[dict]:
+    """`run_point` for every (run, its own options: `save_to`, `launch`) of `jobs`; rows in `jobs` order.
+
+    The runs of a sweep are independent, so with `workers` > 1 they train at once in processes of
+    their own, each with an equal share of this process's threads, longest first so the last to
+    finish is a short one. Small models on a few CPU cores gain more from runs side by side than
+    from more threads per run (`bench/parallel_runs.py` measures the ratio). A run with a `launch`
+    trains here, after the others: it starts its own processes.
+    """
+    rows: dict[int, dict] = {}
+    pooled = [i for i, (_, options) in enumerate(jobs) if workers > 1 and options.get("launch") is None]
+    here = [i for i in range(len(jobs)) if i not in pooled]
+    if pooled:
+        threads = max(1, torch.get_num_threads() // workers)
+        with ProcessPoolExecutor(
+            workers, mp_context=get_context("spawn"), initializer=_use_threads, initargs=(threads,)
+        ) as pool:
+            futures = {
+                pool.submit(
+                    _run_job,
+                    (run, start, mixtures[run.mixture][: run.size], processor, evaluation, {**common, **options}),
+                ): i
+                for i, (run, options) in sorted(((i, jobs[i]) for i in pooled), key=lambda item: -item[1][0].steps)
+            }
+            for future in as_completed(futures):
+                rows[futures[future]] = future.result()
+    for i in here:
+        run, options = jobs[i]
+        rows[i] = run_point(run, start, mixtures[run.mixture], processor, evaluation, **common, **options)
+    return [rows[i] for i in range(len(jobs))]
 
 
 def sft_probe(
