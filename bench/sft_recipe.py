@@ -23,6 +23,7 @@ from pathlib import Path
 from sail.caption import captioner_trainable
 from sail.eval import blind, report
 from sail.eval.generation import Generator
+from sail.manifest import environment
 from sail.sft import experiment as sft
 from sail.sft.data import TIERS
 from sail.train.recipe import EVERYTHING, PROJECTOR
@@ -105,6 +106,7 @@ def main(argv: list[str] | None = None) -> int:
         "per_benchmark": args.per_benchmark,
         "split": "validation",
         "rows": rows,
+        **environment(ROOT),
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=1) + "\n")

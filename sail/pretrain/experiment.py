@@ -8,6 +8,7 @@ than one epoch), and scores the result on held-out world images.
 
 from __future__ import annotations
 
+import os
 import shutil
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
@@ -173,17 +174,19 @@ def run_points(
     processor: ProcessorMixin,
     evaluation: Evaluation,
     *,
-    workers: int = 1,
+    workers: int = 0,
     **common,
 ) -> list[dict]:
     """`run_point` for every (run, its own options: `save_to`, `launch`) of `jobs`; rows in `jobs` order.
 
     The runs of a sweep are independent, so with `workers` > 1 they train at once in processes of
     their own, each with an equal share of this process's threads, longest first so the last to
-    finish is a short one. Small models on a few CPU cores gain more from runs side by side than
-    from more threads per run (`bench/parallel_runs.py` measures the ratio). A run with a `launch`
-    trains here, after the others: it starts its own processes.
+    finish is a short one; 0 takes one worker per two CPU cores. Two threads already keep a tiny
+    run busy, so more cores go further as more runs than as more threads per run; on two cores
+    side by side gained nothing (`bench/parallel_runs.py`: 1.05x), so there they run one after
+    another here. A run with a `launch` trains here, after the others: it starts its own processes.
     """
+    workers = workers or max(1, (os.cpu_count() or 2) // 2)
     rows: dict[int, dict] = {}
     pooled = [i for i, (_, options) in enumerate(jobs) if workers > 1 and options.get("launch") is None]
     here = [i for i in range(len(jobs)) if i not in pooled]

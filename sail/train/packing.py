@@ -24,7 +24,9 @@ def pack_batch(
     labels. `row_length` grows to the longest sequence when that is longer. A VLM batch's
     `pixel_values` (tiles in sequence order) are reordered to follow the packed sequences, since
     the model fills image tokens with tiles in the order the tokens appear; `image_token_id`
-    tells how many tiles each sequence holds.
+    tells how many tiles each sequence holds. Any other per-sequence tensor of the batch
+    (`slot_ids`: the words of each sequence's image slot, in the order its image tokens come) is
+    reordered the same way, so it still meets its sequence's tokens in the order they appear.
     """
     lengths = batch["attention_mask"].sum(dim=1).tolist()
     row_length = max(row_length, *lengths)
@@ -59,8 +61,11 @@ def pack_batch(
         "use_cache": False,
         "num_tokens": int(sum(lengths)),
     }
+    order = [i for row in rows for i in row]
     if "pixel_values" in batch:
-        packed["pixel_values"] = _tiles_in_packed_order(batch, image_token_id, [i for row in rows for i in row])
+        packed["pixel_values"] = _tiles_in_packed_order(batch, image_token_id, order)
+    if "slot_ids" in batch:
+        packed["slot_ids"] = batch["slot_ids"][order]
     return packed
 
 
