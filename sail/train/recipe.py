@@ -114,12 +114,13 @@ def _tiny() -> dict[str, StageRecipe]:
     common = dict(global_batch=32, micro_batch=32, warmup_fraction=0.1, weight_decay=0.0, source="ours (tiny)")
     pretrain = dict(common, global_batch=16, micro_batch=16, lr=1e-2, max_steps=128)
     # Tiny SFT: projector + LM at 3e-4, chosen on the dev split by what the model keeps seeing
-    # (bench/sft_recipe.py: notebook 07's largest curriculum from notebook 05's model, scored on
-    # validation questions; image gain = gold-answer loss with another image minus with its own).
-    # Mean image gain over the nine benchmarks: 3e-3 0.003, 1e-3 0.032, 3e-4 0.034; projector
-    # alone at 1e-3 0.019; everything at 3e-4 0.027. WorldVQA's gain: 0.024 at 3e-3 against 0.256
-    # at 3e-4, where WorldVQA scored 50.0 against 31.2 at 3e-3. A higher rate lowers the training
-    # loss sooner by answering from the question alone and erases what pretraining taught.
+    # (bench/results/sft_recipe.json: notebook 07's largest curriculum from notebook 05's model,
+    # scored on validation questions; image gain = gold-answer loss with another image minus with
+    # its own). Mean image gain over the nine benchmarks: 3e-3 0.005, 1e-3 0.020, 3e-4 0.043;
+    # projector alone at 1e-3 0.033; everything at 3e-4 0.038. WorldVQA's gain was 0.021 at 3e-3
+    # and 0.239 at 3e-4, where WorldVQA scored 53.1 against 18.8 (blind level 31.2). A higher rate
+    # lowers the training loss sooner by answering from the question alone, erasing what
+    # pretraining taught; the same bench on the foundations before (a 500-step LM) ranked alike.
     sft = dict(common, trainable=captioner_trainable(False), global_batch=16, micro_batch=16, lr=3e-4, max_steps=100)
     return {
         "captioner": StageRecipe("captioner", captioner_trainable(False), lr=1e-3, max_steps=400, **common),
