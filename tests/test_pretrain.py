@@ -438,3 +438,31 @@ def test_run_points_side_by_side_give_the_rows_one_after_another_gives_in_job_or
     for one, other in zip(here, apart):
         assert {k: one[k] for k in measured} == {k: other[k] for k in measured}
     assert (tmp_path / "kept" / "config.json").is_file()
+
+
+def test_the_oracle_fits_the_projector_alone_onto_each_image_token_s_slot_vector(tmp_path, tokenizer, geometry):
+    from sail.model import build_vlm, make_processor
+    from sail.pretrain.oracle import fit_oracle, slot_target_collate
+
+    torch.manual_seed(0)
+    vlm = build_vlm(geometry, tokenizer)
+    processor = make_processor(tokenizer, geometry.tile_size, geometry.image_seq_length, max_tiles=6)
+    scene = next(r for r in sample_records("train", 16, seed=0) if r["kind"] == "scene")
+    card = sample_records("train", 1, seed=0, card_fraction=1.0)[0]
+    batch = slot_target_collate(vlm, processor)([scene, card])
+    assert batch["pixel_values"].shape[0] == 1 + 3 and batch["targets"].shape == (64, vlm.config.text_config.hidden_size)
+    table = vlm.get_input_embeddings().weight
+    top_left = table[tokenizer.encode(" top left", add_special_tokens=False)].sum(0)  # a scene's first token: a place
+    assert torch.allclose(batch["targets"][0], top_left)
+    title = table[tokenizer.encode(" title", add_special_tokens=False)].sum(0)  # a card's first word, each tile
+    assert all(torch.allclose(batch["targets"][16 + 16 * tile], title) for tile in range(3))
+    with pytest.raises(ValueError, match="1 tiles of 16 image tokens, but the records' slots hold 48 words"):
+        slot_target_collate(vlm, make_processor(tokenizer, geometry.tile_size, geometry.image_seq_length))([card])
+
+    before = {name: value.clone() for name, value in vlm.state_dict().items()}
+    records = sample_records("train", 48, seed=1)
+    # a random LM's embeddings are small: the recipe's 1e-2 overshoots them at once
+    spent = fit_oracle(vlm, processor, records, profile="tiny", steps=3, runs_dir=tmp_path, lr=1e-3)
+    assert spent["steps"] == 3 and spent["final loss"] < spent["first loss"]
+    moved = {name for name, value in vlm.state_dict().items() if not torch.equal(value, before[name])}
+    assert moved and all(name.startswith("model.multi_modal_projector.") for name in moved)
