@@ -343,7 +343,7 @@ def test_an_interrupted_build_is_not_loaded_nor_resumed_by_a_later_notebook(tmp_
     assert files_and_contents(tmp_path) == before
 
 
-@pytest.mark.filterwarnings("ignore:the LM foundation stopped at its cap")  # a 4-step LM: capped, as meant
+@pytest.mark.filterwarnings("ignore:the LM foundation ended its")  # a 4-step LM: never reads, as meant
 def test_a_later_notebook_loads_the_foundations_as_built_whatever_their_key(tmp_path, geometry):
     """Notebook 02 with another seed or batch size than 00's (so another key than a build for its
     own parameters) loads 00's foundations and never rebuilds or touches them."""

@@ -43,7 +43,7 @@ def test_tour_runs_end_to_end_and_reads_clean(scratch):
     executed = nbformat.read(out / "00_tour.ipynb", as_version=4)
     # 30 steps never reach a check, let alone the reading target: the notebook says so where it loads
     # them, on stderr; nothing else there, and no fragments or machine paths anywhere.
-    assert "the LM foundation stopped at its cap of 30 steps below its reading target" in json.dumps(executed)
+    assert "the LM foundation ended its 30 steps below its reading target" in json.dumps(executed)
     found = review.problems(executed)
     assert found and all("(stderr)" in problem for problem in found), found
     assert "What this run shows" in executed.cells[-1].outputs[0]["data"]["text/markdown"]

@@ -450,7 +450,8 @@ def test_the_oracle_fits_the_projector_alone_onto_each_image_token_s_slot_vector
     scene = next(r for r in sample_records("train", 16, seed=0) if r["kind"] == "scene")
     card = sample_records("train", 1, seed=0, card_fraction=1.0)[0]
     batch = slot_target_collate(vlm, processor)([scene, card])
-    assert batch["pixel_values"].shape[0] == 1 + 3 and batch["targets"].shape == (64, vlm.config.text_config.hidden_size)
+    hidden = vlm.config.text_config.hidden_size
+    assert batch["pixel_values"].shape[0] == 1 + 3 and batch["targets"].shape == (64, hidden)
     table = vlm.get_input_embeddings().weight
     top_left = table[tokenizer.encode(" top left", add_special_tokens=False)].sum(0)  # a scene's first token: a place
     assert torch.allclose(batch["targets"][0], top_left)

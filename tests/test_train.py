@@ -354,3 +354,32 @@ def test_training_leaves_the_callers_random_stream_as_a_plain_loop_would(tmp_pat
     after_two = torch.rand(3)
     torch.manual_seed(stage.seed)
     assert torch.equal(after_one, after_two) and torch.equal(after_one, torch.rand(3))
+
+
+def test_a_tied_head_saved_inside_a_wrapper_is_not_reported_as_a_shared_tensor(tmp_path, tokenizer, geometry, caplog):
+    """The LM foundation trains inside its slot reader, so its tied head is `language.lm_head`: the
+    notice that it was saved once with the embeddings is as harmless there, and stays out of 00."""
+    import logging
+
+    from sail.foundations.language import copy_drills, slot_reader
+    from sail.foundations.slots import slot_collate
+
+    reader = slot_reader(build_language_model(geometry, tokenizer), tokenizer)
+    data = copy_drills(tokenizer, 4, 0, geometry.image_seq_length)
+    stage = Stage(
+        name="drill",
+        data=data,
+        collate=slot_collate(tokenizer),
+        trainable=("language",),
+        lr=1e-3,
+        batch_size=4,
+        max_steps=1,
+    )
+    with caplog.at_level(logging.WARNING):
+        train(reader, stage, tmp_path, progress=False)
+    assert (tmp_path / "checkpoints").is_dir()
+    assert not [record for record in caplog.records if "Removed shared tensor" in record.getMessage()]
+    notice = logging.LogRecord(
+        "accelerate.utils.other", logging.WARNING, "", 0, "Removed shared tensor {'x.weight'}", (), None
+    )
+    assert logging.getLogger("accelerate.utils.other").filter(notice)  # any other shared tensor still warns

@@ -14,6 +14,7 @@ import json
 import logging
 import math
 import os
+import re
 import shutil
 import socket
 import time
@@ -502,11 +503,14 @@ def _first_nonfinite(model: nn.Module) -> str | None:
 
 
 class _TiedHeadNotice(logging.Filter):
-    """Drops accelerate's notice that a tied `lm_head` was saved once, with the embeddings: loading
-    ties it again (the resume tests compare the weights). Any other shared tensor still warns."""
+    """Drops accelerate's notice that a tied `lm_head` was saved once, with the embeddings, at any
+    depth (`lm_head.weight`, or `language.lm_head.weight` inside the LM foundation's slot reader):
+    loading ties it again (the resume tests compare the weights). Any other shared tensor still warns."""
+
+    TIED_HEAD = re.compile(r"Removed shared tensor \{'(?:[\w.]+\.)?lm_head\.weight'\}")
 
     def filter(self, record: logging.LogRecord) -> bool:
-        return "Removed shared tensor {'lm_head.weight'}" not in record.getMessage()
+        return not self.TIED_HEAD.search(record.getMessage())
 
 
 logging.getLogger("accelerate.utils.other").addFilter(_TiedHeadNotice())
