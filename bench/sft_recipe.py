@@ -26,6 +26,7 @@ from sail.eval.generation import Generator
 from sail.manifest import environment
 from sail.sft import experiment as sft
 from sail.sft.data import TIERS
+from sail.train import recipe as recipes
 from sail.train.recipe import EVERYTHING, PROJECTOR
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -38,7 +39,6 @@ CANDIDATES = {  # name: (what trains, learning rate)
     "projector, 1e-3": ((PROJECTOR,), 1e-3),
     "everything, 3e-4": (EVERYTHING, 3e-4),
 }
-PAPER_SHARES = {"knowledge": 21.0, "instruction": 12.0, "preference": 3.5}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -54,7 +54,7 @@ def main(argv: list[str] | None = None) -> int:
     benchmarks = report.load_benchmarks(n=args.per_benchmark, seed=args.seed, split="validation")
     swapped_benchmarks = blind.swapped_images(benchmarks)
     tiers = sft.read_tiers({tier: args.tiers / f"{tier}.meta.json" for tier in TIERS}, args.seed)
-    counts = sft.stage_shares(args.samples, PAPER_SHARES, unit=16)
+    counts = sft.stage_shares(args.samples, recipes.PAPER_SFT_SAMPLES, unit=16)
     stages = [(f"sft-{tier}", tiers[tier][: counts[tier]]) for tier in TIERS]
     rows = []
     with tempfile.TemporaryDirectory() as scratch:

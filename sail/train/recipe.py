@@ -67,6 +67,10 @@ class StageRecipe:
         return math.ceil(self.samples / self.global_batch) if self.samples else self.max_steps
 
 
+# SFT samples per stage in the paper (SFT-Knowledge 21M, SFT-Instruction 12M, SFT-Preference 3.5M):
+# the `full` budgets, and the shares in which smaller runs split theirs over the curriculum.
+PAPER_SFT_SAMPLES = {"knowledge": 21e6, "instruction": 12e6, "preference": 3.5e6}
+
 _INTERNVL25_STAGE1 = "InternVL2.5-2B stage-1 script (SAIL's unpublished): lr 2e-4, wd 0.01, batch 512"
 _INTERNVL25_STAGE2 = "InternVL2.5-2B stage-2 script (SAIL's unpublished): lr 4e-5, wd 0.01, warm-up 3%, batch 512"
 
@@ -100,9 +104,10 @@ def _full(micro_batch: int, scale: float) -> dict[str, StageRecipe]:
             source="budget: SAIL-VL paper (524B tokens); " + _INTERNVL25_STAGE2,
             **pretrain,
         ),
-        "sft-knowledge": StageRecipe("sft-knowledge", samples=round(21e6 * scale), **sft),
-        "sft-instruction": StageRecipe("sft-instruction", samples=round(12e6 * scale), **sft),
-        "sft-preference": StageRecipe("sft-preference", samples=round(3.5e6 * scale), **sft),
+        **{
+            f"sft-{tier}": StageRecipe(f"sft-{tier}", samples=round(samples * scale), **sft)
+            for tier, samples in PAPER_SFT_SAMPLES.items()
+        },
     }
 
 
