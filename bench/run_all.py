@@ -75,6 +75,13 @@ def _sft_recipe(result: dict) -> dict:
     }
 
 
+def _slot_skills(result: dict) -> dict:
+    return {
+        f"{run['task']}, {run['geometry']}": {"accuracy": run["final"]["accuracy"], "blind": run["final"]["blind"]}
+        for run in result["runs"]
+    }
+
+
 def _cluster_plan(text: str) -> dict:
     total = re.search(r"\*\*total\*\*.*\*\*([\d,]+)\*\*", text)
     return {"full H100 GPU-hours": int(total.group(1).replace(",", "")) if total else None}
@@ -98,6 +105,7 @@ SUITE: dict[str, tuple[list[str], Callable, str]] = {
         ".json",
     ),
     "foundations": (["--seeds", "1", "--kernels", "native"], _foundations, ".json"),
+    "slot_skills": (["--tasks", "copy", "equality", "--steps", "50"], _slot_skills, ".json"),
     "parallel_runs": (["--runs", "2", "--steps", "8", "--eval-images", "16"], _parallel_runs, ".json"),
     "sft_recipe": (
         ["--only", "projector + LM, 3e-4", "--samples", "192", "--per-benchmark", "8"],
