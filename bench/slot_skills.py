@@ -10,7 +10,11 @@ each task for the same steps:
 - copy: one word in the slot's first place, the rest `empty`; "What is in the image?" -> the word;
 - equality: the same slot; "Is there <word> in the image?" -> yes or no (half each), or
   "How many <word> are there?" -> 0 or 1;
-- membership: 2 to 8 words in random places; the same questions (counts up to 8).
+- membership: 2 to 8 words in random places; the same questions (counts up to 8);
+- find and after: eight numbered words ("1 red 2 star ..."); "Where is <word>?" -> its number, or
+  "What is at <number>?" -> its word. Both must find a place by what it holds, as every
+  comparison must; the world's questions name their places by the raster position (top left),
+  which a fixed pattern of attention can find.
 
 Scored on held-out sequences: the share of answers whose first token the LM predicts (teacher
 forcing), beside the best a model that never reads the slot can do (the commonest first token of
@@ -36,7 +40,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 TOKENIZER = ROOT / "outputs/tiny/artifacts/foundations/tokenizer"  # notebook 00's world tokenizer
-TASKS = ("copy", "equality", "membership")
+TASKS = ("copy", "equality", "membership", "find", "after")
 LM_SHAPES: dict[str, dict] = {  # overrides of the tiny geometry's LM
     "tiny": {},
     "deeper": {"text_layers": 8},
@@ -46,31 +50,44 @@ TURNS = 8  # questions per sequence, about one slot
 BATCH = 32
 
 
+def task_turns(task: str, rng: random.Random, tokens_per_tile: int) -> tuple[list[str], list[tuple[str, str]]]:
+    """One synthetic slot (a word per image token) and `TURNS` questions about it with answers."""
+    from sail.world import COLOURS, SHAPES
+
+    vocabulary = list(COLOURS + SHAPES)
+    if task in ("find", "after"):  # numbered words: "1 red 2 star ..."
+        words = rng.sample(vocabulary, tokens_per_tile // 2)
+        slots = [token for number, word in enumerate(words, 1) for token in (str(number), word)]
+        asked = [rng.randrange(len(words)) for _ in range(TURNS)]
+        if task == "find":
+            return slots, [(f"Where is {words[i]}?", str(i + 1)) for i in asked]
+        return slots, [(f"What is at {i + 1}?", words[i]) for i in asked]
+    count = 1 if task in ("copy", "equality") else rng.randint(2, 8)
+    words = [rng.choice(vocabulary) for _ in range(count)]
+    slots = words + ["empty"] * (tokens_per_tile - count)
+    if task == "copy":
+        return slots, [("What is in the image?", words[0])] * TURNS
+    if task == "membership":
+        rng.shuffle(slots)
+    turns = []
+    for _ in range(TURNS):
+        asked = rng.choice(words) if rng.random() < 0.5 else rng.choice([w for w in vocabulary if w not in words])
+        if rng.random() < 0.7:
+            turns.append((f"Is there {asked} in the image?", "yes" if asked in words else "no"))
+        else:
+            turns.append((f"How many {asked} are there?", str(words.count(asked))))
+    return slots, turns
+
+
 def task_examples(task: str, tokenizer, n: int, seed: int, tokens_per_tile: int) -> list:
     """`n` chats of `TURNS` questions about one synthetic slot each, as `SlotExample`s."""
     from sail.foundations.slots import slot_text
     from sail.model import conversation
-    from sail.world import COLOURS, SHAPES
 
-    vocabulary = list(COLOURS + SHAPES)
     rng = random.Random(seed)
     examples = []
     for _ in range(n):
-        count = 1 if task in ("copy", "equality") else rng.randint(2, 8)
-        words = [rng.choice(vocabulary) for _ in range(count)]
-        slots = words + ["empty"] * (tokens_per_tile - count)
-        if task == "membership":
-            rng.shuffle(slots)
-        turns = []
-        for _ in range(TURNS):
-            if task == "copy":
-                turns.append(("What is in the image?", words[0]))
-                continue
-            asked = rng.choice(words) if rng.random() < 0.5 else rng.choice([w for w in vocabulary if w not in words])
-            if rng.random() < 0.7:
-                turns.append((f"Is there {asked} in the image?", "yes" if asked in words else "no"))
-            else:
-                turns.append((f"How many {asked} are there?", str(words.count(asked))))
+        slots, turns = task_turns(task, rng, tokens_per_tile)
         messages = conversation(*turns[0])
         for prompt, answer in turns[1:]:
             messages += [{"role": "user", "content": prompt}, {"role": "assistant", "content": answer}]
