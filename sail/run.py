@@ -219,15 +219,22 @@ def _last_started_cell(nb: nbformat.NotebookNode | None) -> str:
 
 
 class PeakMemory:
-    """The most resident memory this process and all its descendants (the kernel, and whatever it
-    starts: caption workers, launched training) held together, sampled while the block runs."""
+    """The most resident memory this process and the descendants started while the block runs (the
+    kernel, and whatever it starts: caption workers, launched training) held together, sampled.
+
+    Descendants alive before the block are left out: the previous notebook's kernel may still be
+    shutting down when the next notebook starts, and its memory is not the next one's."""
 
     def __init__(self, interval: float = 0.25):
         self.interval, self.peak_bytes = interval, 0
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._watch, daemon=True)
+        self._before: set[tuple[int, float]] = set()
 
     def __enter__(self) -> "PeakMemory":
+        import psutil
+
+        self._before = {_identity(p) for p in psutil.Process().children(recursive=True) if _identity(p)}
         self._thread.start()
         return self
 
@@ -242,6 +249,8 @@ class PeakMemory:
         while True:
             total = 0
             for process in (me, *me.children(recursive=True)):
+                if process is not me and _identity(process) in self._before:
+                    continue
                 try:
                     total += process.memory_info().rss
                 except (psutil.NoSuchProcess, psutil.AccessDenied):  # ended between listing and reading
@@ -249,6 +258,16 @@ class PeakMemory:
             self.peak_bytes = max(self.peak_bytes, total)
             if self._stop.wait(self.interval):
                 return
+
+
+def _identity(process) -> tuple[int, float] | None:
+    """A process as (pid, start time): a pid alone may be reused. None once it has ended."""
+    import psutil
+
+    try:
+        return process.pid, process.create_time()
+    except (psutil.NoSuchProcess, psutil.AccessDenied):
+        return None
 
 
 def execute(

@@ -129,6 +129,26 @@ def test_success_writes_notebook_and_manifest(project, capsys):
     assert manifest["machine"] == machine()  # this process is the runner: it sees the machine the run saw
 
 
+def test_peak_memory_counts_processes_started_in_the_block_and_not_one_still_ending_from_before():
+    from sail.run import PeakMemory
+
+    hold = "block = bytearray(b'x') * (300 * 2**20); import time; print(flush=True); time.sleep({})"
+    earlier = subprocess.Popen([sys.executable, "-c", hold.format(30)], stdout=subprocess.PIPE)
+    try:
+        earlier.stdout.readline()  # its 300 MB are resident: a previous notebook's kernel, still ending
+        with PeakMemory(interval=0.05) as memory:
+            started = subprocess.Popen([sys.executable, "-c", hold.format(0.5)], stdout=subprocess.PIPE)
+            started.stdout.readline()
+            started.wait()
+    finally:
+        earlier.kill()
+        earlier.wait()
+    import psutil
+
+    own = psutil.Process().memory_info().rss
+    assert 300 * 2**20 <= memory.peak_bytes - own < 500 * 2**20  # the one it started, not both
+
+
 @pytest.mark.notebook
 def test_the_manifest_records_the_peak_memory_of_each_notebook_s_processes(project):
     write_notebook(project["notebooks"] / "03_big.ipynb", 'profile = "tiny"', "import time\n"
