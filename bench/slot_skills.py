@@ -21,7 +21,7 @@ forcing), beside the best a model that never reads the slot can do (the commones
 each question form). Runs take one thread each and run side by side, one per core.
 
     .venv/bin/python bench/slot_skills.py [--steps 300] [--tasks copy equality membership]
-                                          [--geometries tiny deeper wider] [--lr 3e-3]
+                                          [--geometries tiny deeper wider] [--lr 1e-3]
 """
 
 from __future__ import annotations
@@ -192,11 +192,13 @@ def one_run(task: str, geometry_name: str, steps: int, lr: float, seed: int) -> 
 
 
 def main() -> None:
+    from sail.foundations import FoundationBudget
+
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tasks", nargs="+", default=list(TASKS), choices=TASKS)
     parser.add_argument("--geometries", nargs="+", default=["tiny"], choices=sorted(LM_SHAPES))
     parser.add_argument("--steps", type=int, default=300)
-    parser.add_argument("--lr", type=float, default=3e-3)
+    parser.add_argument("--lr", type=float, default=FoundationBudget().language_lr, help="default: the LM foundation's")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--workers", type=int, default=0, help="runs side by side (default: one per core)")
     parser.add_argument("--out", type=Path, default=ROOT / "bench/results/slot_skills.json")
