@@ -70,7 +70,9 @@ class FoundationBudget:
     chance (0.07 against 0.09) for 600 steps at 3e-3. In the world, on 128 held-out records (seed
     0, one thread), own slot against another image's: POPE 0.86 / 0.47 at 1e-3 against 0.57 / 0.55
     at 3e-3, HallusionBench's figure questions 0.91 / 0.49 against 0.49 / 0.49, caption pair F1
-    0.95 against 0.85; the copy drill also ended sooner (125 steps against 225).
+    0.95 against 0.85; the copy drill also ended sooner (125 steps against 225). Not yet for every
+    seed: in `bench/results/foundations-slot-1e-3.json` seed 1 reads its captions but not POPE
+    (0.51-0.52) under either kernel setting.
     """
 
     language_drill_steps: int = 400
