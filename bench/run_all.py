@@ -71,7 +71,7 @@ def _parallel_runs(result: dict) -> dict:
 def _sft_recipe(result: dict) -> dict:
     return {
         row["candidate"]: {"above chance": row["above chance"], "mean image gain": row["mean image gain"]}
-        for row in result["rows"]
+        for row in result["summary"]
     }
 
 
@@ -108,7 +108,7 @@ SUITE: dict[str, tuple[list[str], Callable, str]] = {
     "slot_skills": (["--tasks", "copy", "equality", "--steps", "50"], _slot_skills, ".json"),
     "parallel_runs": (["--runs", "2", "--steps", "8", "--eval-images", "16"], _parallel_runs, ".json"),
     "sft_recipe": (
-        ["--only", "projector + LM, 3e-4", "--samples", "192", "--per-benchmark", "8"],
+        ["--only", "no SFT", "projector + LM, 1e-4", "--samples", "192", "--per-benchmark", "8", "--seeds", "0"],
         _sft_recipe,
         ".json",
     ),

@@ -113,6 +113,19 @@ def test_the_reference_run_s_sft_kept_its_own_checks():
     assert set(evaluation["image_reliance"]) == set(PIPELINE_CHECKPOINTS)
 
 
+def test_the_reference_run_s_final_model_answers_from_the_image():
+    """The miniature sees, held by the committed run: its final model is above its blind level,
+    with its swapped-image score below its own, on WorldVQA, POPE and HallusionBench at least (3 of
+    9, the level reached so far), and its gold answers cost less with their own images than with
+    another record's beyond the interval. A pipeline whose final model answers by prior fails here."""
+    evaluation = _results("08_evaluation")
+    final = evaluation["final"]
+    assert final["checkpoint"] == PIPELINE_CHECKPOINTS[-2]  # the last stage of the curriculum, not the mixed arm
+    assert {"WorldVQA", "WorldPOPE", "WorldHallusion"} <= set(final["above chance"])
+    assert all(final["rows"][name]["swapped score"] < final["rows"][name]["score"] for name in final["above chance"])
+    assert evaluation["image_reliance"][final["checkpoint"]]["low"] > 0
+
+
 def test_the_reference_run_s_claims_are_what_its_results_say_and_fit_the_memory_budget():
     """claims.json is `sail.claims` applied to the committed results (a verdict edited by hand, or a
     claim whose inputs changed without a rerun, fails here), and no notebook's processes held more
