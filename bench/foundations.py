@@ -32,6 +32,7 @@ from pathlib import Path
 # LM foundation designs, as overrides of the default FoundationBudget.
 DESIGNS: dict[str, dict] = {"default": {}, "no-drill": {"language_drill_steps": 0}}
 KERNELS = ("default", "native")  # ATEN_CPU_CAPABILITY; native: this CPU's own kernels
+READ_MARGIN = 0.05  # own slot over another image's: the margin sail.foundations.reading_by_kind reads by
 CAPTIONER = {"steps": 250, "lr": 1e-3, "eval_images": 128}  # notebook 00's defaults
 
 
@@ -166,9 +167,25 @@ def summary(runs: list[dict]) -> list[dict]:
                 "median_final_pair_f1": round(statistics.median(run["final_pair_f1"] for run in group), 3),
                 "median_captioner_pair_f1": round(statistics.median(captioners), 3) if captioners else None,
                 "worst_captioner_pair_f1": round(min(captioners), 3) if captioners else None,
+                "runs_reading_kind": runs_reading_kind(group),
             }
         )
     return rows
+
+
+def runs_reading_kind(runs: list[dict], margin: float = READ_MARGIN) -> dict[str, int]:
+    """Per question kind, in how many runs the LM answers it better from its own slot than from
+    another image's by more than `margin` (`sail.foundations.reading_by_kind`'s rule): reading
+    captions is one skill, comparing a question's words with the slot (POPE) another, and a design
+    must give every run both."""
+    kinds = runs[0]["question_accuracy"]["own image"]
+    return {
+        kind: sum(
+            run["question_accuracy"]["own image"][kind] - run["question_accuracy"]["another image"][kind] > margin
+            for run in runs
+        )
+        for kind in kinds
+    }
 
 
 def print_table(rows: list[dict]) -> None:

@@ -60,7 +60,11 @@ def _captioner_seeds(result: dict) -> dict:
 
 def _foundations(result: dict) -> dict:
     return {
-        f"{row['design']}, {row['kernels']} kernels": f"{row['reached']} of {row['runs']}" for row in result["summary"]
+        f"{row['design']}, {row['kernels']} kernels": {
+            "reached": f"{row['reached']} of {row['runs']}",
+            "reads POPE": f"{row['runs_reading_kind']['WorldPOPE/pope']} of {row['runs']}",
+        }
+        for row in result["summary"]
     }
 
 

@@ -42,3 +42,21 @@ def test_the_report_lands_in_the_profile_s_outputs_and_the_exit_code_reports_fai
     )
     assert run_all.main(["--profile", "tiny", "--only", "packing", "train_step"]) == 1
     assert list(json.loads((tmp_path / "outputs" / "tiny" / "bench.json").read_text())) == ["train_step", "packing"]
+
+
+def test_the_foundations_bench_counts_the_runs_that_read_each_kind_beyond_the_margin():
+    spec = importlib.util.spec_from_file_location("foundations_bench", ROOT / "bench" / "foundations.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+
+    def run(pope_own: float, colour_own: float) -> dict:
+        return {
+            "question_accuracy": {
+                "own image": {"WorldPOPE/pope": pope_own, "WorldVQA/colour": colour_own},
+                "another image": {"WorldPOPE/pope": 0.50, "WorldVQA/colour": 0.125},
+            }
+        }
+
+    # 0.54 - 0.50 is within the 0.05 margin; 0.56 - 0.50 beyond it
+    runs = [run(0.86, 0.70), run(0.54, 0.70), run(0.56, 0.15)]
+    assert bench.runs_reading_kind(runs) == {"WorldPOPE/pope": 2, "WorldVQA/colour": 2}
