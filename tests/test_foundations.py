@@ -26,6 +26,7 @@ from sail.foundations import (
 from sail.foundations.language import (
     build_language_model,
     copy_drills,
+    find_turns,
     lm_examples,
     lookup_turns,
     reading_by_kind,
@@ -130,6 +131,34 @@ def test_lookup_asks_every_cell_and_answers_what_the_record_holds(records):
                 else "nothing"
             )
             assert answer == expected
+
+
+def test_find_asks_where_two_objects_are_and_that_two_others_are_nowhere():
+    def obj(colour, shape, cell):
+        return {"colour": colour, "shape": shape, "size": "small", "cell": cell}
+
+    scene = {
+        "kind": "scene",
+        "objects": [
+            obj("red", "circle", "top left"),
+            obj("blue", "square", "bottom right"),
+            obj("green", "star", "top right"),
+            obj("green", "star", "bottom left"),  # in two cells: no single answer, never asked
+        ],
+        "texts": [],
+    }
+    for seed in range(20):
+        turns = find_turns(scene, random.Random(seed))
+        assert turns[0][0].startswith("Where is the ") and all(q.startswith("And the ") for q, _ in turns[1:])
+        asked = {re.fullmatch(r"(?:Where is|And) the (\w+ \w+)\?", q).group(1): answer for q, answer in turns}
+        assert len(asked) == 4 and "green star" not in asked
+        present = {name: cell for name, cell in asked.items() if cell != "nowhere"}
+        assert present == {"red circle": "top left", "blue square": "bottom right"}
+
+
+def test_find_lists_a_card_whole():
+    card = sample_records("train", 1, seed=0, card_fraction=1.0)[0]
+    assert find_turns(card, random.Random(0)) == lookup_turns(card, random.Random(0))
 
 
 @pytest.fixture(scope="module")

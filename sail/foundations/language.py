@@ -3,9 +3,9 @@
 A real Qwen2.5 reads whatever context precedes a question; a 1M-parameter LM learns that only if
 its pretraining asks for it. So most pretraining sequences put the scene's attribute words in the
 image slot of the chat layout (`<img>top left large red circle ; top right empty ; ...</img>`)
-and ask for a caption, a cell's content or a copy of the context; the rest are plain captions of
-every source. Later, the projector only has to map image features onto something the LM already
-reads.
+and ask a benchmark's questions, for a caption, for a cell's content, for where an object is or
+for a copy of the context; the rest are plain captions of every source. Later, the projector
+only has to map image features onto something the LM already reads.
 
 Reading a context needs a copy circuit (induction heads), which forms in a sudden transition
 whose timing varies from run to run. A drill of copying random strings of world words comes first
@@ -32,6 +32,7 @@ from sail.train import validation_loss
 from sail.world import CAPTION_SOURCES, CELLS, COLOURS, SHAPES, SIZES, score_captions, teacher_caption
 from sail.world.ocr import LIST_PROMPT, LOOKUP_QUESTION, card_transcription, text_answer
 from sail.world.questions import (
+    ALL_OBJECTS,
     general_questions,
     hallusion_set,
     math_questions,
@@ -57,6 +58,31 @@ def lookup_turns(record: dict, rng: random.Random) -> list[tuple[str, str]]:
     cells = rng.sample(CELLS, len(CELLS))
     turns = [(LOOKUP_QUESTION.format(cell=cells[0]), cell_answer(record, cells[0]))]
     return turns + [(f"And at the {cell}?", cell_answer(record, cell)) for cell in cells[1:]]
+
+
+FIND_QUESTION = "Where is the {name}?"
+NOWHERE = "nowhere"
+
+
+def find_turns(record: dict, rng: random.Random) -> list[tuple[str, str]]:
+    """A "find it in the image slot" drill: where two objects of a scene are and that two others are
+    nowhere, in random order. The answer is the cell whose slot words match the question's, so it
+    grows the circuit POPE and HallusionBench ask for (compare the question's words with every
+    slot position), which a yes/no answer alone gives almost no gradient to start from. Objects
+    shown in two cells are not asked; a card is listed whole, as `lookup_turns` does."""
+    if record["kind"] == "card":
+        return lookup_turns(record, rng)
+    cells: dict[str, set[str]] = {}
+    for obj in record["objects"]:
+        cells.setdefault(f"{obj['colour']} {obj['shape']}", set()).add(obj["cell"])
+    present = [name for name, where in cells.items() if len(where) == 1]
+    absent = [name for name in ALL_OBJECTS if name not in cells]
+    asked = rng.sample(present, min(2, len(present))) + rng.sample(absent, 2)
+    rng.shuffle(asked)
+    return [
+        (FIND_QUESTION.format(name=name) if i == 0 else f"And the {name}?", min(cells.get(name, {NOWHERE})))
+        for i, name in enumerate(asked)
+    ]
 
 
 def record_questions(record: dict, statistics: dict, seed: int) -> list[dict]:
@@ -125,7 +151,7 @@ def answer_accuracy(reader: SlotReader, tokenizer: PreTrainedTokenizerBase, exam
 
 
 # What the LM pretrains on, as shares of its sequences.
-MIXTURE = {"questions": 0.45, "lookup": 0.2, "caption": 0.25, "plain_caption": 0.1}
+MIXTURE = {"questions": 0.45, "lookup": 0.1, "find": 0.1, "caption": 0.25, "plain_caption": 0.1}
 QUESTIONS_PER_SEQUENCE = 4
 
 
@@ -138,7 +164,8 @@ def lm_examples(
     mixture: dict[str, float] = MIXTURE,
 ) -> list[SlotExample]:
     """One example per record, its kind drawn by `mixture`: up to four benchmark questions about
-    the image, the lookup drill, a teacher caption, or a plain caption with no image."""
+    the image, the lookup drill (what is at a cell), the find drill (where an object is), a
+    teacher caption, or a plain caption with no image."""
     rng = random.Random(seed)
     statistics = pope_statistics(list(records[:2000]))
     kinds = rng.choices(list(mixture), weights=list(mixture.values()), k=len(records))
@@ -150,8 +177,9 @@ def lm_examples(
             asked = [q for q in asked if q["record"] is about]
             chosen = rng.sample(asked, min(QUESTIONS_PER_SEQUENCE, len(asked)))
             examples.append(slot_example(tokenizer, about, [(q["prompt"], q["gold"]) for q in chosen], tokens_per_tile))
-        elif kind == "lookup":
-            examples.append(slot_example(tokenizer, record, lookup_turns(record, rng), tokens_per_tile))
+        elif kind in ("lookup", "find"):
+            turns = lookup_turns(record, rng) if kind == "lookup" else find_turns(record, rng)
+            examples.append(slot_example(tokenizer, record, turns, tokens_per_tile))
         else:
             caption = teacher_caption(record, rng)
             examples.append(
