@@ -49,6 +49,10 @@ def _train_step(result: dict) -> dict:
     return {row["stage"]: row["ratio_to_sft"] for row in result["rows"]}
 
 
+def _answer_logits(result: dict) -> dict:
+    return {row["way"]: row["speed_up"] for row in result["rows"]}
+
+
 def _captioner_budget(result: dict) -> dict:
     return {f"{row['annotations']} annotations": row["pair_f1"] for row in result["rows"]}
 
@@ -97,6 +101,7 @@ SUITE: dict[str, tuple[list[str], Callable, str]] = {
     "train_step": (["--steps", "6"], _train_step, ".json"),
     "packing": (["--repeats", "2", "--batch-sizes", "16", "--pack-lengths", "256"], _packing, ".json"),
     "trainer_overhead": (["--steps", "12", "--repeats", "2"], _trainer_overhead, ".json"),
+    "answer_logits": (["--steps", "6"], _answer_logits, ".json"),
     "caption_throughput": (
         ["--images", "256", "--one-at-a-time-images", "16", "--batch-sizes", "32"],
         _caption_throughput,

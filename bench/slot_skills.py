@@ -118,7 +118,8 @@ def scores(reader, tokenizer, examples: list) -> dict:
     batch.pop("num_tokens")
     first = first_tokens(batch)
     with torch.no_grad():
-        predicted = reader(**batch).logits[:, :-1].argmax(-1)  # position t predicts token t + 1
+        unlabelled = {name: value for name, value in batch.items() if name != "labels"}  # for every logit
+        predicted = reader(**unlabelled).logits[:, :-1].argmax(-1)  # position t predicts token t + 1
     answers, guesses = batch["labels"][first], predicted[first[:, 1:]]
     forms = [form for text, _, _ in examples for form in _forms(text)]  # row by row, as the mask reads
     counts: dict[str, Counter] = {}

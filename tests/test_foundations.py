@@ -114,6 +114,32 @@ def test_a_packed_slot_batch_gives_the_padded_loss(tokenizer, geometry, scenes_a
         assert abs(float(reader(**{k: v for k, v in shuffled.items() if k != "num_tokens"}).loss) - losses[0]) > 1e-3
 
 
+
+def test_the_reader_s_loss_through_the_answer_positions_alone_is_the_lm_s_own(tokenizer, geometry, scenes_and_cards):
+    """Only answer positions go through the LM head; loss and gradients must be what the LM's own
+    loss over every position gives (a wrong shift, a sum for a mean or an unfiltered row differ)."""
+    torch.manual_seed(0)
+    reader = slot_reader(build_language_model(geometry, tokenizer), tokenizer)
+    examples = lm_examples(scenes_and_cards[-12:], tokenizer, geometry.image_seq_length, seed=0)
+    batch = {k: v for k, v in slot_collate(tokenizer, 256)(examples).items() if k != "num_tokens"}
+    assert 0 < int((batch["labels"] != IGNORE_INDEX).sum()) < batch["labels"].numel() // 2  # mostly context
+
+    def loss_and_gradient(loss_of) -> tuple[float, torch.Tensor]:
+        reader.zero_grad()
+        loss = loss_of()
+        loss.backward()
+        return float(loss.detach()), reader.language.model.layers[0].mlp.up_proj.weight.grad.clone()
+
+    ours = loss_and_gradient(lambda: reader(**batch).loss)
+    inputs = {k: v for k, v in batch.items() if k not in ("input_ids", "slot_ids")}
+    own = loss_and_gradient(
+        lambda: reader.language(inputs_embeds=reader.embed(batch["input_ids"], batch["slot_ids"]), **inputs).loss
+    )
+    assert ours[0] == pytest.approx(own[0], abs=1e-6)
+    assert torch.allclose(ours[1], own[1], atol=1e-7)
+    unlabelled = {k: v for k, v in batch.items() if k != "labels"}
+    assert reader(**unlabelled).logits.shape == (*batch["input_ids"].shape, len(tokenizer))
+
 def test_lookup_asks_every_cell_and_answers_what_the_record_holds(records):
     rng = random.Random(0)
     for record in [r for r in records if r["kind"] == "scene"][:20]:

@@ -143,8 +143,8 @@ def answer_accuracy(reader: SlotReader, tokenizer: PreTrainedTokenizerBase, exam
     batch = slot_collate(tokenizer)(list(examples))
     batch.pop("num_tokens")
     batch = {k: v.to(reader.device) for k, v in batch.items()}
+    labels = batch.pop("labels")[:, 1:]
     predicted = reader(**batch).logits[:, :-1].argmax(-1)
-    labels = batch["labels"][:, 1:]
     reader.train(was_training)
     answered = labels != IGNORE_INDEX
     return float((predicted[answered] == labels[answered]).float().mean())
