@@ -114,7 +114,6 @@ def test_a_packed_slot_batch_gives_the_padded_loss(tokenizer, geometry, scenes_a
         assert abs(float(reader(**{k: v for k, v in shuffled.items() if k != "num_tokens"}).loss) - losses[0]) > 1e-3
 
 
-
 def test_the_reader_s_loss_through_the_answer_positions_alone_is_the_lm_s_own(tokenizer, geometry, scenes_and_cards):
     """Only answer positions go through the LM head; loss and gradients must be what the LM's own
     loss over every position gives (a wrong shift, a sum for a mean or an unfiltered row differ)."""
@@ -139,6 +138,7 @@ def test_the_reader_s_loss_through_the_answer_positions_alone_is_the_lm_s_own(to
     assert torch.allclose(ours[1], own[1], atol=1e-7)
     unlabelled = {k: v for k, v in batch.items() if k != "labels"}
     assert reader(**unlabelled).logits.shape == (*batch["input_ids"].shape, len(tokenizer))
+
 
 def test_lookup_asks_every_cell_and_answers_what_the_record_holds(records):
     rng = random.Random(0)
