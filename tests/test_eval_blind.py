@@ -212,3 +212,11 @@ def test_answer_losses_are_each_question_s_own_and_image_reliance_pairs_them(tok
     assert reliance["own images"] == pytest.approx(sum(alone) / len(alone), rel=1e-4)
     assert reliance["image gain"] == pytest.approx(reliance["swapped images"] - reliance["own images"])
     assert reliance["low"] <= reliance["image gain"] <= reliance["high"]
+    by_benchmark = reliance["by benchmark"]
+    assert list(by_benchmark) == ["WorldVQA", "WorldDocVQA"]
+    assert by_benchmark["WorldVQA"]["own images"] == pytest.approx(sum(alone[:3]) / 3, rel=1e-4)
+    assert by_benchmark["WorldDocVQA"]["own images"] == pytest.approx(sum(alone[3:]) / 2, rel=1e-4)
+    swapped = answer_losses(model, processor, swapped_images(benchmarks), batch_size=2)
+    assert by_benchmark["WorldDocVQA"]["image gain"] == pytest.approx(
+        float(swapped[3:].mean()) - sum(alone[3:]) / 2, abs=1e-4
+    )

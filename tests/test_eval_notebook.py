@@ -83,6 +83,9 @@ def test_evaluation_notebook_writes_table1_json(tmp_path, tiny_model_dir):
     reliance = results["image_reliance"]["tiny-vlm"]
     assert reliance["image gain"] == pytest.approx(reliance["swapped images"] - reliance["own images"])
     assert reliance["low"] <= reliance["image gain"] <= reliance["high"]
+    assert list(reliance["by benchmark"]) == list(scores)
+    own = [g["own images"] for g in reliance["by benchmark"].values()]  # equal questions per benchmark here
+    assert reliance["own images"] == pytest.approx(sum(own) / len(own))
 
 
 def test_a_missing_checkpoint_fails_in_the_validation_cell(tmp_path):

@@ -243,15 +243,26 @@ def answer_losses(model, processor, benchmarks: Mapping[str, Sequence[Mapping]],
     return np.asarray(losses, dtype=float)
 
 
-def image_reliance(
-    model, processor, benchmarks: Mapping[str, Sequence[Mapping]], *, batch_size: int = 16
-) -> dict[str, float]:
+def image_reliance(model, processor, benchmarks: Mapping[str, Sequence[Mapping]], *, batch_size: int = 16) -> dict:
     """The gold answers' loss with each question's own image and with another's (`swapped_images`),
     means over questions, and the "image gain" (swapped − own) with its paired bootstrap interval
     ("low", "high"): a model that answers from the image loses more when the images are swapped;
-    one that answers from the question alone has a gain whose interval holds 0."""
+    one that answers from the question alone has a gain whose interval holds 0. Pooled over every
+    question, and the same for each benchmark under "by benchmark": a pooled gain can come from
+    one benchmark alone."""
     own = answer_losses(model, processor, benchmarks, batch_size=batch_size)
     swapped = answer_losses(model, processor, swapped_images(benchmarks), batch_size=batch_size)
+    ends = np.cumsum([len(rows) for rows in benchmarks.values()]).tolist()
+    return {
+        **_gain(own, swapped),
+        "by benchmark": {
+            name: _gain(own[start:end], swapped[start:end])
+            for name, start, end in zip(benchmarks, [0, *ends[:-1]], ends)
+        },
+    }
+
+
+def _gain(own: np.ndarray, swapped: np.ndarray) -> dict[str, float]:
     gain = difference_interval(swapped, own)
     return {
         "own images": float(own.mean()),
