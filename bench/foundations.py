@@ -30,7 +30,11 @@ from multiprocessing import get_context
 from pathlib import Path
 
 # LM foundation designs, as overrides of the default FoundationBudget.
-DESIGNS: dict[str, dict] = {"default": {}, "no-drill": {"language_drill_steps": 0}}
+DESIGNS: dict[str, dict] = {
+    "default": {},
+    "no-drill": {"language_drill_steps": 0},
+    "by-benchmark": {"language_questions_by_benchmark": True},
+}
 KERNELS = ("default", "native")  # ATEN_CPU_CAPABILITY; native: this CPU's own kernels
 READ_MARGIN = 0.05  # own slot over another image's: the margin sail.foundations.reading_by_kind reads by
 CAPTIONER = {"steps": 250, "lr": 1e-3, "eval_images": 128}  # notebook 00's defaults

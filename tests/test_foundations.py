@@ -31,6 +31,8 @@ from sail.foundations.language import (
     lookup_turns,
     reading_by_kind,
     record_questions,
+    sample_by_benchmark,
+    sample_questions,
     slot_reader,
 )
 from sail.foundations.slots import slot_collate, slot_text, slot_words, token_places
@@ -203,6 +205,18 @@ def test_questions_come_in_their_benchmark_s_prompt_about_the_record_they_ask(sc
         assert q["prompt"] == build_prompt(q, WORLD_BENCHMARKS[q["benchmark"]])
     edits = [q for q in asked if q["record"]["id"].endswith("-edit")]
     assert edits and all(q["benchmark"] == "WorldHallusion" for q in edits)
+
+
+def test_questions_drawn_by_benchmark_ask_a_rare_benchmark_as_often_as_a_common_one():
+    """Five POPE questions and one TextVQA: drawn alike, two of them hold the TextVQA question
+    1/3 of the time; benchmark by benchmark, 3/4 (1/2 at the first draw, else 1/2 at the second)."""
+    questions = [{"benchmark": "WorldPOPE", "n": n} for n in range(5)] + [{"benchmark": "WorldTextVQA", "n": 5}]
+    for sample, expected in ((sample_questions, 1 / 3), (sample_by_benchmark, 3 / 4)):
+        drawn = [sample(questions, 2, random.Random(seed)) for seed in range(4000)]
+        assert all(len({q["n"] for q in pair}) == 2 for pair in drawn)
+        share = sum(any(q["benchmark"] == "WorldTextVQA" for q in pair) for pair in drawn) / len(drawn)
+        assert share == pytest.approx(expected, abs=0.025)
+    assert sorted(q["n"] for q in sample_by_benchmark(questions, 6, random.Random(0))) == list(range(6))
 
 
 def test_lm_examples_put_the_loss_on_the_answers_and_fill_one_slot_per_image_token(

@@ -49,7 +49,8 @@ class FoundationBudget:
     from held-out slots are scored; the first check at `language_reading_target` pair F1 or above
     is when the LM reads its slot, and an LM that never gets there is flagged. Both phases decay
     their rate by a cosine to `language_min_lr_ratio` of the peak. `language_card_fraction` of its
-    records are cards.
+    records are cards. With `language_questions_by_benchmark`, a sequence of questions asks each
+    of up to four benchmarks once (`sail.foundations.language.lm_examples`).
 
     Why a drill: reading the slot needs attention circuits that find a named place and copy what
     follows it (induction heads), which form in a sudden transition. On world text alone, seed 0
@@ -92,6 +93,7 @@ class FoundationBudget:
     language_check_every: int = 100
     language_min_lr_ratio: float = 0.1
     language_card_fraction: float = 0.25
+    language_questions_by_benchmark: bool = False
     vision_steps: int = 450
     batch_size: int = 32
     language_records: int = 24_000
@@ -238,7 +240,13 @@ def pretrain_language(
 
     stage = Stage(
         name="foundation-language",
-        data=lm_examples(train_records[: budget.language_records], tokenizer, tokens_per_tile, seed=seed),
+        data=lm_examples(
+            train_records[: budget.language_records],
+            tokenizer,
+            tokens_per_tile,
+            seed=seed,
+            by_benchmark=budget.language_questions_by_benchmark,
+        ),
         collate=slot_collate(tokenizer, budget.language_pack_length or None),
         trainable=("language",),
         lr=budget.language_lr,

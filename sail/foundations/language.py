@@ -162,10 +162,14 @@ def lm_examples(
     *,
     seed: int,
     mixture: dict[str, float] = MIXTURE,
+    by_benchmark: bool = False,
 ) -> list[SlotExample]:
     """One example per record, its kind drawn by `mixture`: up to four benchmark questions about
     the image, the lookup drill (what is at a cell), the find drill (where an object is), a
-    teacher caption, or a plain caption with no image."""
+    teacher caption, or a plain caption with no image. The questions are drawn from all the
+    record's questions alike, or with `by_benchmark` benchmark by benchmark (`sample_by_benchmark`),
+    so a benchmark that asks few questions of a record (TextVQA, RelationMCQ) is asked as often
+    as one that asks many (POPE, HallusionBench)."""
     rng = random.Random(seed)
     statistics = pope_statistics(list(records[:2000]))
     kinds = rng.choices(list(mixture), weights=list(mixture.values()), k=len(records))
@@ -175,7 +179,8 @@ def lm_examples(
             asked = record_questions(record, statistics, seed)
             about = rng.choice([q["record"] for q in asked])  # a HallusionBench edit, now and then
             asked = [q for q in asked if q["record"] is about]
-            chosen = rng.sample(asked, min(QUESTIONS_PER_SEQUENCE, len(asked)))
+            sample = sample_by_benchmark if by_benchmark else sample_questions
+            chosen = sample(asked, min(QUESTIONS_PER_SEQUENCE, len(asked)), rng)
             examples.append(slot_example(tokenizer, about, [(q["prompt"], q["gold"]) for q in chosen], tokens_per_tile))
         elif kind in ("lookup", "find"):
             turns = lookup_turns(record, rng) if kind == "lookup" else find_turns(record, rng)
@@ -188,6 +193,26 @@ def lm_examples(
                 )
             )
     return examples
+
+
+def sample_questions(questions: Sequence[dict], k: int, rng: random.Random) -> list[dict]:
+    """`k` of `questions`, each as likely as another."""
+    return rng.sample(list(questions), k)
+
+
+def sample_by_benchmark(questions: Sequence[dict], k: int, rng: random.Random) -> list[dict]:
+    """`k` of `questions`, each draw first choosing a benchmark among those with questions left,
+    then one of its questions: every benchmark the record is asked by is as likely as another."""
+    left: dict[str, list[dict]] = {}
+    for question in questions:
+        left.setdefault(question["benchmark"], []).append(question)
+    chosen = []
+    for _ in range(k):
+        benchmark = rng.choice(list(left))
+        chosen.append(left[benchmark].pop(rng.randrange(len(left[benchmark]))))
+        if not left[benchmark]:
+            del left[benchmark]
+    return chosen
 
 
 def world_text(records: Sequence[dict], seed: int) -> list[str]:
