@@ -50,7 +50,14 @@ def _evaluation(with_reliance: bool = True) -> dict:
                 "WorldDocVQA": _row(33.48, 79.0, -44.0, -50.0, -41.0, 33.48, False, exploiting=74, distinct=2),
             },
         },
-        "image_reliance": {"sft-preference": {"image gain": 0.0123, "low": 0.004, "high": 0.021}}
+        "image_reliance": {
+            "sft-preference": {
+                "image gain": 0.0123,
+                "low": 0.004,
+                "high": 0.021,
+                "by benchmark": {"WorldVQA": {"image gain": 0.614, "low": 0.305, "high": 0.9}},
+            }
+        }
         if with_reliance
         else {},
     }
@@ -71,8 +78,11 @@ def test_the_card_s_results_round_trip_through_the_hub_s_own_reader(tmp_path):
 
 def test_each_score_stands_beside_its_blind_level_interval_distinct_answers_and_swapped_score():
     text = _card().text
-    assert "| WorldVQA | General VQA | 96 | 31.2 | 25.0 | +4.0 [+1.0, +11.5] | 3 | 20.0 | yes |" in text
-    assert "| WorldDocVQA | OCR VQA | 96 | 33.5 | 79.0 | -44.0 [-50.0, -41.0] | 2 | 33.5 | no |" in text
+    assert (
+        "| WorldVQA | General VQA | 96 | 31.2 | 25.0 | +4.0 [+1.0, +11.5] | 3 | 20.0 | +0.61 [+0.30, +0.90] | yes |"
+        in text
+    )
+    assert "| WorldDocVQA | OCR VQA | 96 | 33.5 | 79.0 | -44.0 [-50.0, -41.0] | 2 | 33.5 | not measured | no |" in text
     assert "This is a miniature" in text
     assert "Above chance on 1 of 2 benchmarks: WorldVQA." in text
     assert "the metric's handling of padding: WorldDocVQA 74." in text

@@ -5,7 +5,8 @@ Each benchmark score stands beside what a degenerate model gets: the blind level
 answer given to every question, padded and empty strings included, or guessing), the number of
 distinct answers the model gave, and the bootstrap interval of (score − blind level). "Above
 chance" is notebook 08's verdict: that interval above 0 and the score lower, beyond its interval,
-when each question gets another question's image.
+when each question gets another question's image. The image gain (how much the gold answers'
+loss rises when another image is shown, notebook 08) says the same without greedy answers.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ FINAL_COLUMNS = (
     "per-question score − blind constant [95 %]",
     "distinct answers",
     "with swapped images",
+    "image gain, nats [95 %]",
     "above chance",
 )
 
@@ -36,7 +38,10 @@ def final_rows(evaluation: Mapping) -> list[dict]:
     """The final model's Table 1 row from notebook 08's results, one dict per benchmark with
     `FINAL_COLUMNS`, numbers rounded as shown (scores to 0.1)."""
     rows = []
+    final = evaluation["final"]["checkpoint"]
+    gains = evaluation.get("image_reliance", {}).get(final, {}).get("by benchmark", {})
     for benchmark, row in evaluation["final"]["rows"].items():
+        gain = gains.get(benchmark)
         spec = evaluation["benchmarks"][benchmark]
         rows.append(
             {
@@ -50,6 +55,9 @@ def final_rows(evaluation: Mapping) -> list[dict]:
                 ),
                 "distinct answers": row["distinct answers"],
                 "with swapped images": f"{row['swapped score']:.1f}",
+                "image gain, nats [95 %]": (
+                    f"{gain['image gain']:+.2f} [{gain['low']:+.2f}, {gain['high']:+.2f}]" if gain else "not measured"
+                ),
                 "above chance": "yes" if row["above chance"] else "no",
             }
         )
