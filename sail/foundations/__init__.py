@@ -80,8 +80,16 @@ class FoundationBudget:
     seed 0, 0.52 / 0.49 for seed 1, 0.55 / 0.45 for seed 2 and 0.48 / 0.48 for seed 3, while every
     run read its captions. With the drill, the same runs (one thread, `default` kernels, the bench's
     records) answer POPE 0.87 / 0.47, 0.86 / 0.46, 0.86 / 0.49 and 0.44 / 0.44, and HallusionBench's
-    figure questions 0.91, 0.72, 0.96 and 0.51 against 0.49-0.50: three seeds of four compare, not
-    yet every one.
+    figure questions 0.91, 0.72, 0.96 and 0.51 against 0.49-0.50: three seeds of four compare.
+    With the LM head on answer positions only (`SlotReader.forward`; the same loss, other bits),
+    seeds 0-4 (`bench/results/foundations-answer-logits.json`) answer POPE 0.86 / 0.47, 0.85 / 0.46,
+    0.86 / 0.49, 0.52 / 0.43 and 0.81 / 0.45, and the figure questions 0.90, 0.92, 0.97, 0.58 and
+    0.85: every seed compares, seed 3 by a thin margin.
+
+    Why questions are drawn alike, not benchmark by benchmark (`language_questions_by_benchmark`):
+    drawing by benchmark doubles the rare kinds' share (TextVQA 1.8 to 3.4 % of question turns,
+    RelationMCQ 2.7 to 5.0 %) but no kind was newly read from the slot (seed 0: relation 0.21 /
+    0.21, scene text 0.07 / 0.04, as drawn alike) and existence in WorldVQA's wording was lost.
     """
 
     language_drill_steps: int = 400
